@@ -1,0 +1,110 @@
+"""The click group, settings, logging, exit codes and output helpers shared by every command."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import ValidationError
+
+from skinscreen import __version__
+from skinscreen.config import Settings
+from skinscreen.errors import SkinScreenError
+
+logger = logging.getLogger(__name__)
+
+RET_OK = 0
+RET_ERROR = 1
+RET_USAGE = 2
+RET_CONNECT = 3
+
+EPILOG = """\b
+Examples:
+  skinscreen run samples/inbox --once          score a folder in process (SQLite, no Redis)
+  skinscreen predict lesion.jpg scan.dcm       score files, no database
+  skinscreen cases --flagged --format csv      flagged cases, highest probability first
+  SKINSCREEN_DATABASE_URL=postgresql+psycopg://db/skinscreen \\
+  SKINSCREEN_BROKER_URL=redis://redis:6379/0 skinscreen worker --concurrency 2
+"""
+
+
+def setup_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose < 0 else logging.INFO if verbose == 0 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("alembic", "celery.worker.strategy", "absl", "tensorflow", "h5py", "watchdog"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+@click.group(epilog=EPILOG)
+@click.version_option(__version__)
+@click.option("--database-url", envvar="SKINSCREEN_DATABASE_URL", help="SQLAlchemy URL (default: SQLite file).")
+@click.option("-v", "--verbose", count=True, help="More log lines.")
+@click.option("-q", "--quiet", is_flag=True, help="Warnings and errors only.")
+@click.pass_context
+def cli(ctx: click.Context, database_url: str | None, verbose: int, quiet: bool) -> None:
+    """Screen dermoscopy images and DICOM files for malignant lesions."""
+    setup_logging(-1 if quiet else verbose)
+    overrides: dict[str, Any] = {}
+    if database_url:
+        overrides["database_url"] = database_url
+    try:
+        ctx.obj = Settings(**overrides)
+    except ValidationError as exc:
+        raise click.UsageError(f"bad settings: {exc}") from exc
+
+
+def main() -> None:
+    """Entry point: map project errors to a one-line message and an exit code."""
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        sys.exit(RET_ERROR)
+    except SkinScreenError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(RET_ERROR)
+    except OperationalError as exc:
+        click.echo(f"error: cannot reach the database: {exc.orig}", err=True)
+        sys.exit(RET_CONNECT)
+    sys.exit(RET_OK)
+
+
+def write_rows(rows: list[dict[str, Any]], *, fmt: str, columns: list[str]) -> None:
+    """Print rows as a table, CSV (with a header) or a JSON list."""
+    out = click.get_text_stream("stdout")
+    if fmt == "json":
+        out.write(json.dumps(rows, indent=1, default=str) + "\n")
+    elif fmt == "csv":
+        writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        table = [[_cell(r.get(c)) for c in columns] for r in rows]
+        widths = [max([len(c)] + [len(row[i]) for row in table]) for i, c in enumerate(columns)]
+        out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)) + "\n")
+        for row in table:
+            out.write("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) + "\n")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+FORMAT = click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
+                      show_default=True, help="Output format.")

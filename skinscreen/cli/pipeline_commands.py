@@ -1,0 +1,162 @@
+"""Pipeline commands: run (embedded), ingest, worker, sweep, requeue, db."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import click
+
+from skinscreen.cli.base import RET_CONNECT
+from skinscreen.config import Settings
+
+logger = logging.getLogger(__name__)
+
+INBOX = click.argument("inbox", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path))
+MODEL = click.option("--model", help="Model name or directory (default: the shipped model).")
+BATCH = click.option("--batch-size", type=int, help="Images per model call (default 32).")
+
+
+def _with(settings: Settings, **values: object) -> Settings:
+    """A copy of the settings with the options the user gave."""
+    given = {k: v for k, v in values.items() if v is not None and v != ()}
+    return settings.model_copy(update=given) if given else settings
+
+
+def _inboxes(settings: Settings, inbox: tuple[Path, ...]) -> list[Path]:
+    roots = list(inbox) or list(settings.inbox)
+    if not roots:
+        raise click.UsageError("give an INBOX folder or set SKINSCREEN_INBOX")
+    return roots
+
+
+@click.command()
+@INBOX
+@click.option("--once", is_flag=True, help="Score what is in the inbox now, print a summary and exit.")
+@MODEL
+@BATCH
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", help="Summary format.")
+@click.pass_obj
+def run(settings: Settings, inbox: tuple[Path, ...], once: bool, model: str | None, batch_size: int | None,
+        fmt: str) -> None:
+    """Watch INBOX and score in this process (SQLite by default; no Redis needed)."""
+    from skinscreen.runner import run_embedded
+
+    settings = _with(settings, model=model, batch_size=batch_size)
+    summary = run_embedded(_inboxes(settings, inbox), settings=settings, once=once).as_dict()
+    if fmt == "json":
+        click.echo(json.dumps(summary, indent=1))
+        return
+    click.echo(f"model            {summary['model_version']}")
+    for key in ("files_seen", "new_images", "duplicates", "refused", "scored", "flagged", "failed"):
+        click.echo(f"{key.replace('_', ' '):<16} {summary[key]}")
+    for reason, count in summary["failed_by_reason"].items():
+        click.echo(f"  failed: {count} x {reason}")
+
+
+@click.command()
+@INBOX
+@click.option("--poll", is_flag=True, help="Poll the folders (network shares, where inotify sees nothing).")
+@click.option("--once", is_flag=True, help="Take what is there now, enqueue it and exit.")
+@BATCH
+@click.pass_obj
+def ingest(settings: Settings, inbox: tuple[Path, ...], poll: bool, once: bool, batch_size: int | None) -> None:
+    """Watch INBOX folders, register complete files and enqueue batches for the workers."""
+    from skinscreen.db import migrate
+    from skinscreen.db.session import make_engine, make_session_factory
+    from skinscreen.ingest import Ingester, celery_sender
+
+    settings = _with(settings, batch_size=batch_size)
+    migrate.upgrade(settings.database_url)
+    engine = make_engine(settings.database_url)
+    ingester = Ingester(_inboxes(settings, inbox), settings=settings, sessions=make_session_factory(engine),
+                        send=celery_sender(settings), poll=poll)
+    try:
+        ingester.run(once=once)
+    except KeyboardInterrupt:
+        ingester.stop()
+    finally:
+        engine.dispose()
+    click.echo(json.dumps(ingester.counts))
+
+
+@click.command()
+@click.option("--concurrency", "-c", type=int, default=1, show_default=True,
+              help="Worker processes on this machine (one per GPU; on CPU, threads are split between them).")
+@click.option("--pool", type=click.Choice(["prefork", "solo"]), default="prefork", show_default=True)
+@click.option("--loglevel", default="INFO", show_default=True)
+@click.pass_obj
+def worker(settings: Settings, concurrency: int, pool: str, loglevel: str) -> None:
+    """Run a Celery worker that scores batches (model loaded once per process, after the fork)."""
+    from skinscreen.models.classifier import default_threads
+    from skinscreen.worker.tasks import app
+
+    if settings.threads is None:
+        # Processes x threads <= cores: the children read this when they load the model.
+        os.environ["SKINSCREEN_THREADS"] = str(max(1, default_threads() // concurrency))
+    app.conf.broker_url = settings.broker_url
+    app.worker_main(["worker", f"--concurrency={concurrency}", f"--pool={pool}", f"--loglevel={loglevel}",
+                     "--without-gossip", "--without-mingle", "-Q", "skinscreen"])
+
+
+@click.command()
+@click.option("--older-than", type=float, help="Seconds an image may stay queued (default: SKINSCREEN_SWEEP_AFTER).")
+@click.pass_obj
+def sweep(settings: Settings, older_than: float | None) -> None:
+    """Enqueue again the images left queued too long (a lost message or a restarted Redis)."""
+    from skinscreen.db.session import make_engine, make_session_factory
+    from skinscreen.ingest import Ingester, celery_sender
+
+    engine = make_engine(settings.database_url)
+    ingester = Ingester([], settings=settings, sessions=make_session_factory(engine), send=celery_sender(settings))
+    count = ingester.sweep(older_than=timedelta(seconds=older_than) if older_than is not None else None)
+    engine.dispose()
+    click.echo(f"re-enqueued {count} images")
+
+
+@click.command()
+@click.option("--reason", help="Only failures with exactly this reason.")
+@click.option("--enqueue/--no-enqueue", default=True, help="Send them to the workers now (needs the broker).")
+@click.pass_obj
+def requeue(settings: Settings, reason: str | None, enqueue: bool) -> None:
+    """Put failed images back in the queue (after fixing their cause)."""
+    from skinscreen.db import queries
+    from skinscreen.db.session import make_engine, make_session_factory, session_scope
+    from skinscreen.db.tables import State
+    from skinscreen.ingest import Ingester, celery_sender
+
+    engine = make_engine(settings.database_url)
+    sessions = make_session_factory(engine)
+    with session_scope(sessions) as session:
+        ids = queries.requeue(session, state=State.failed, reason=reason)
+    if enqueue and ids:
+        Ingester([], settings=settings, sessions=sessions, send=celery_sender(settings)).send_unsent()
+    engine.dispose()
+    click.echo(f"requeued {len(ids)} images")
+
+
+@click.group()
+def db() -> None:
+    """Database schema commands."""
+
+
+@db.command()
+@click.pass_obj
+def upgrade(settings: Settings) -> None:
+    """Create or migrate the tables (Alembic) at SKINSCREEN_DATABASE_URL."""
+    from sqlalchemy.exc import OperationalError
+
+    from skinscreen.db import migrate
+
+    try:
+        migrate.upgrade(settings.database_url)
+    except OperationalError as exc:
+        click.echo(f"error: cannot reach the database: {exc.orig}", err=True)
+        raise SystemExit(RET_CONNECT) from exc
+    click.echo(f"database at revision {migrate.current(settings.database_url)}")
+
+
+COMMANDS = [run, ingest, worker, sweep, requeue, db]

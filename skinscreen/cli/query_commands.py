@@ -1,0 +1,81 @@
+"""Query commands: cases and status."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import click
+
+from skinscreen.cli.base import FORMAT, write_rows
+from skinscreen.config import Settings
+
+CASE_COLUMNS = ["path", "sha256", "state", "probability", "flagged", "model_version", "reason"]
+
+
+@click.command()
+@click.option("--flagged/--not-flagged", default=None, help="Only flagged (or only unflagged) cases.")
+@click.option("--state", type=click.Choice(["queued", "scored", "failed"]), help="Only images in this state.")
+@click.option("--since", type=click.DateTime(), help="Only images registered since this date (UTC).")
+@click.option("--limit", type=int, help="At most this many rows.")
+@FORMAT
+@click.pass_obj
+def cases(settings: Settings, flagged: bool | None, state: str | None, since: datetime | None,
+          limit: int | None, fmt: str) -> None:
+    """List cases, highest probability first."""
+    from skinscreen.db import queries
+    from skinscreen.db.session import make_engine, make_session_factory, session_scope
+
+    engine = make_engine(settings.database_url)
+    with session_scope(make_session_factory(engine)) as session:
+        rows = queries.list_cases(session, flagged=flagged, state=state, since=since, limit=limit)
+    engine.dispose()
+    columns = CASE_COLUMNS if fmt != "table" else ["state", "probability", "flagged", "reason", "path"]
+    write_rows(rows, fmt=fmt, columns=columns)
+
+
+@click.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_obj
+def status(settings: Settings, fmt: str) -> None:
+    """Counts by state, queue depth, recent throughput and failures by reason."""
+    from skinscreen.db import queries
+    from skinscreen.db.session import make_engine, make_session_factory, session_scope
+
+    engine = make_engine(settings.database_url)
+    with session_scope(make_session_factory(engine)) as session:
+        report = queries.status(session)
+    engine.dispose()
+    report["queue_depth"] = queue_depth(settings.broker_url)
+    if fmt == "json":
+        click.echo(json.dumps(report, indent=1))
+        return
+    click.echo(f"images          {report['images']}")
+    for state, count in report["by_state"].items():
+        click.echo(f"  {state:<13} {count}")
+    click.echo(f"flagged         {report['flagged']}")
+    depth = report["queue_depth"]
+    click.echo(f"queue depth     {depth if depth is not None else 'unknown (broker unreachable)'}")
+    rate = report["throughput_per_second"]
+    click.echo(f"throughput      {rate if rate is not None else '-'} img/s over the last "
+               f"{report['window_seconds'] // 60} min ({report['scored_last_window']} scored)")
+    for reason, count in report["failures_by_reason"].items():
+        click.echo(f"  failed: {count} x {reason}")
+    for reason, count in report["refused_files"].items():
+        click.echo(f"  refused: {count} x {reason}")
+
+
+def queue_depth(broker_url: str) -> int | None:
+    """Messages waiting in the Redis queue, or None when the broker cannot be reached."""
+    import redis
+
+    from skinscreen.worker.app import QUEUE
+
+    try:
+        client = redis.Redis.from_url(broker_url, socket_connect_timeout=1, socket_timeout=1)
+        return int(client.llen(QUEUE))
+    except (redis.RedisError, ValueError):
+        return None
+
+
+COMMANDS = [cases, status]

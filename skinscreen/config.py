@@ -1,0 +1,69 @@
+"""Settings: every SKINSCREEN_* environment variable is read here and nowhere else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = {"changethis", "change-me", "secret", "password"}
+
+
+class Settings(BaseSettings):
+    """One object built by each entry point and passed down."""
+
+    model_config = SettingsConfigDict(env_prefix="SKINSCREEN_", extra="ignore")
+
+    database_url: str = "sqlite:///skinscreen.db"
+    """SQLAlchemy URL; the default is a SQLite file in the working folder (WAL mode)."""
+
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    """Celery broker (Redis); unused by the embedded `skinscreen run`."""
+
+    inbox: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    """Folders watched by `skinscreen ingest`, separated by commas."""
+
+    batch_size: int = Field(default=32, ge=1, le=1024)
+    """Images per model call and per Celery task."""
+
+    batch_wait: float = Field(default=2.0, ge=0)
+    """Seconds the ingester waits for a batch to fill before sending a partial one."""
+
+    settle_seconds: float = Field(default=2.0, ge=0)
+    """A file is complete once its size and mtime stay unchanged this long."""
+
+    rescan_interval: float = Field(default=300.0, gt=0)
+    """Seconds between full rescans of the inbox, which catch lost watchdog events."""
+
+    sweep_after: float = Field(default=900.0, gt=0)
+    """An image still queued after this many seconds is enqueued again."""
+
+    model: str = "default"
+    """Model name (shipped with the package) or path to a model directory."""
+
+    backend: Literal["auto", "onnx", "keras"] = "auto"
+    """Inference runtime: ONNX Runtime on CPU, Keras where a GPU is visible."""
+
+    threads: int | None = Field(default=None, ge=1)
+    """Inference threads per process; default: the cores given to this process."""
+
+    visibility_timeout: int = Field(default=3600, ge=60)
+    """Seconds before Redis hands an unacknowledged task to another worker."""
+
+    @field_validator("inbox", mode="before")
+    @classmethod
+    def _split_inbox(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [Path(p.strip()) for p in value.split(",") if p.strip()]
+        return value
+
+    @field_validator("database_url", "broker_url")
+    @classmethod
+    def _refuse_placeholders(cls, value: str) -> str:
+        lowered = value.lower()
+        for word in PLACEHOLDER_SECRETS:
+            if f":{word}@" in lowered:
+                raise ValueError(f"the URL carries the placeholder password {word!r}; set a real one")
+        return value

@@ -1,0 +1,300 @@
+"""Every read and write the pipeline and the CLI make; safe to repeat (unique keys, conflict-ignoring inserts)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from skinscreen.db.tables import Batch, Image, Prediction, SeenFile, State, utcnow
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What scoring found for one image: a probability, or the reason it failed."""
+
+    image_id: int
+    probability: float | None = None
+    reason: str | None = None
+    format: str | None = None
+    dicom: dict[str, str | None] | None = None
+
+
+def _insert_ignoring_conflicts(session: Session, table: Any, values: dict[str, Any], keys: list[str]) -> None:
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(insert(table).values(**values).on_conflict_do_nothing(index_elements=keys))
+
+
+def is_seen(session: Session, *, path: str, size: int, mtime_ns: int) -> bool:
+    """Whether this path was already taken with this size and mtime."""
+    stmt = select(SeenFile.id).where(
+        SeenFile.path == path, SeenFile.size == size, SeenFile.mtime_ns == mtime_ns
+    )
+    return session.execute(stmt.limit(1)).first() is not None
+
+
+def seen_keys(session: Session) -> set[tuple[str, int, int]]:
+    """All (path, size, mtime_ns) taken so far, for a rescan to skip."""
+    rows = session.execute(select(SeenFile.path, SeenFile.size, SeenFile.mtime_ns))
+    return {(p, s, m) for p, s, m in rows}
+
+
+def register_file(
+    session: Session, *, path: str, size: int, mtime_ns: int, sha256: str, site: str, folder: str
+) -> tuple[int, bool]:
+    """Record a complete file; return (image id, True if its content is new)."""
+    now = utcnow()
+    _insert_ignoring_conflicts(
+        session, Batch.__table__, {"site": site, "folder": folder, "first_seen": now, "last_seen": now},
+        ["folder"],
+    )
+    session.execute(update(Batch).where(Batch.folder == folder).values(last_seen=now))
+    batch_id = session.execute(select(Batch.id).where(Batch.folder == folder)).scalar_one()
+    existing = session.execute(select(Image.id).where(Image.sha256 == sha256)).scalar_one_or_none()
+    new = existing is None
+    if new:
+        _insert_ignoring_conflicts(
+            session,
+            Image.__table__,
+            {"batch_id": batch_id, "path": path, "size": size, "sha256": sha256, "state": State.queued.value,
+             "attempts": 0, "created_at": now, "updated_at": now},
+            ["sha256"],
+        )
+        image_id = session.execute(select(Image.id).where(Image.sha256 == sha256)).scalar_one()
+    else:
+        image_id = existing
+    _insert_ignoring_conflicts(
+        session,
+        SeenFile.__table__,
+        {"path": path, "size": size, "mtime_ns": mtime_ns, "image_id": image_id, "seen_at": now},
+        ["path", "size", "mtime_ns"],
+    )
+    return image_id, new
+
+
+def record_refused_file(session: Session, *, path: str, size: int, mtime_ns: int, reason: str) -> None:
+    """Record a path that could not even be registered (unreadable, outside the inbox...)."""
+    _insert_ignoring_conflicts(
+        session,
+        SeenFile.__table__,
+        {"path": path, "size": size, "mtime_ns": mtime_ns, "reason": reason, "seen_at": utcnow()},
+        ["path", "size", "mtime_ns"],
+    )
+
+
+def mark_enqueued(session: Session, image_ids: Sequence[int]) -> None:
+    """Stamp the time ids were sent to the queue (the sweeper's clock)."""
+    if image_ids:
+        session.execute(
+            update(Image)
+            .where(Image.id.in_(image_ids))
+            .values(queued_at=utcnow(), attempts=Image.attempts + 1)
+        )
+
+
+def images_to_score(session: Session, image_ids: Sequence[int], *, model_version: str) -> list[tuple[int, str]]:
+    """(id, path) of the ids still queued and not yet scored by this model version."""
+    scored = select(Prediction.image_id).where(
+        Prediction.model_version == model_version, Prediction.image_id.in_(image_ids)
+    )
+    stmt = (
+        select(Image.id, Image.path)
+        .where(Image.id.in_(image_ids), Image.state == State.queued, Image.id.not_in(scored))
+        .order_by(Image.id)
+    )
+    return [(i, p) for i, p in session.execute(stmt)]
+
+
+def save_outcomes(
+    session: Session, outcomes: Iterable[Outcome], *, model_version: str, threshold: float
+) -> None:
+    """Insert predictions (the first write wins) and set each image's state and reason."""
+    now = utcnow()
+    for o in outcomes:
+        values: dict[str, Any] = {"updated_at": now}
+        if o.format:
+            values["format"] = o.format
+        if o.dicom:
+            values.update({k: v for k, v in o.dicom.items() if k in _DICOM_COLUMNS})
+        if o.probability is None:
+            values.update(state=State.failed, reason=o.reason or "unknown failure")
+        else:
+            _insert_ignoring_conflicts(
+                session,
+                Prediction.__table__,
+                {"image_id": o.image_id, "model_version": model_version, "probability": o.probability,
+                 "flagged": o.probability >= threshold, "threshold": threshold, "created_at": now},
+                ["image_id", "model_version"],
+            )
+            values.update(state=State.scored, reason=None)
+        session.execute(update(Image).where(Image.id == o.image_id).values(**values))
+
+
+_DICOM_COLUMNS = {"study_uid", "series_uid", "sop_uid", "sop_class_uid", "body_site", "acquisition_date"}
+
+
+def stale_queued(session: Session, *, older_than: timedelta, limit: int = 10_000) -> list[int]:
+    """Ids still queued whose last enqueue (or registration) is older than `older_than`."""
+    cutoff = utcnow() - older_than
+    stmt = (
+        select(Image.id)
+        .where(Image.state == State.queued, func.coalesce(Image.queued_at, Image.created_at) < cutoff)
+        .order_by(Image.id)
+        .limit(limit)
+    )
+    return list(session.execute(stmt).scalars())
+
+
+def never_enqueued(session: Session, *, limit: int = 100_000) -> list[int]:
+    """Ids registered but never sent (the ingester stopped between the two steps)."""
+    stmt = select(Image.id).where(Image.state == State.queued, Image.queued_at.is_(None)).limit(limit)
+    return list(session.execute(stmt).scalars())
+
+
+def requeue(session: Session, *, state: State, reason: str | None = None) -> list[int]:
+    """Put images in `state` (optionally with this reason) back to queued; return their ids."""
+    cond = [Image.state == state]
+    if reason is not None:
+        cond.append(Image.reason == reason)
+    ids = list(session.execute(select(Image.id).where(*cond)).scalars())
+    if ids:
+        session.execute(
+            update(Image).where(Image.id.in_(ids)).values(state=State.queued, reason=None, queued_at=None)
+        )
+    return ids
+
+
+def _latest_prediction() -> Any:
+    latest = select(Prediction.image_id, func.max(Prediction.id).label("pid")).group_by(Prediction.image_id)
+    return latest.subquery()
+
+
+def cases_query(
+    *, flagged: bool | None = None, state: str | None = None, since: datetime | None = None
+) -> Select[Any]:
+    """Images with their latest prediction, highest probability first."""
+    latest = _latest_prediction()
+    stmt = (
+        select(Image, Prediction, Batch.site)
+        .outerjoin(latest, latest.c.image_id == Image.id)
+        .outerjoin(Prediction, Prediction.id == latest.c.pid)
+        .outerjoin(Batch, Batch.id == Image.batch_id)
+    )
+    if flagged is not None:
+        stmt = stmt.where(Prediction.flagged.is_(flagged))
+    if state:
+        stmt = stmt.where(Image.state == State(state))
+    if since:
+        stmt = stmt.where(Image.created_at >= since)
+    return stmt.order_by(Prediction.probability.desc().nulls_last(), Image.id)
+
+
+def list_cases(
+    session: Session,
+    *,
+    flagged: bool | None = None,
+    state: str | None = None,
+    since: datetime | None = None,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """Cases as plain dicts (the `cases` command's rows)."""
+    stmt = cases_query(flagged=flagged, state=state, since=since)
+    if limit:
+        stmt = stmt.limit(limit)
+    rows = []
+    for image, pred, site in session.execute(stmt):
+        rows.append(
+            {
+                "id": image.id,
+                "path": image.path,
+                "sha256": image.sha256,
+                "site": site,
+                "format": image.format,
+                "state": image.state.value,
+                "probability": pred.probability if pred else None,
+                "flagged": pred.flagged if pred else None,
+                "threshold": pred.threshold if pred else None,
+                "model_version": pred.model_version if pred else None,
+                "reason": image.reason,
+                "study_uid": image.study_uid,
+                "sop_uid": image.sop_uid,
+                "created_at": image.created_at.isoformat() if image.created_at else None,
+            }
+        )
+    return rows
+
+
+def status(session: Session, *, window: timedelta = timedelta(minutes=10)) -> dict[str, Any]:
+    """Counts by state, flagged, failures by reason, refused paths and recent throughput."""
+    by_state = {s.value: 0 for s in State}
+    for state, count in session.execute(select(Image.state, func.count()).group_by(Image.state)):
+        by_state[State(state).value] = count
+    failures = dict(
+        session.execute(
+            select(Image.reason, func.count())
+            .where(Image.state == State.failed)
+            .group_by(Image.reason)
+            .order_by(func.count().desc())
+        ).all()
+    )
+    refused = dict(
+        session.execute(
+            select(SeenFile.reason, func.count()).where(SeenFile.reason.is_not(None)).group_by(SeenFile.reason)
+        ).all()
+    )
+    flagged = session.execute(
+        select(func.count(func.distinct(Prediction.image_id))).where(Prediction.flagged.is_(True))
+    ).scalar_one()
+    since = utcnow() - window
+    recent = session.execute(
+        select(func.count(), func.min(Prediction.created_at), func.max(Prediction.created_at)).where(
+            Prediction.created_at >= since
+        )
+    ).one()
+    count, first, last = recent
+    per_second = None
+    if count and first and last and last > first:
+        per_second = round(count / (last - first).total_seconds(), 2)
+    return {
+        "images": sum(by_state.values()),
+        "by_state": by_state,
+        "flagged": flagged,
+        "failures_by_reason": failures,
+        "refused_files": refused,
+        "scored_last_window": count,
+        "window_seconds": int(window.total_seconds()),
+        "throughput_per_second": per_second,
+    }
+
+
+def batch_counts(session: Session, *, folders: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Per batch: files, scored, failed, flagged."""
+    flagged_ids = select(Prediction.image_id).where(Prediction.flagged.is_(True))
+    stmt = (
+        select(
+            Batch.site,
+            Batch.folder,
+            func.count(Image.id),
+            func.count(Image.id).filter(Image.state == State.scored),
+            func.count(Image.id).filter(Image.state == State.failed),
+            func.count(Image.id).filter(Image.id.in_(flagged_ids)),
+        )
+        .join(Image, Image.batch_id == Batch.id)
+        .group_by(Batch.id, Batch.site, Batch.folder)
+        .order_by(Batch.folder)
+    )
+    if folders:
+        stmt = stmt.where(or_(*[Batch.folder == f for f in folders]))
+    keys = ("site", "folder", "files", "scored", "failed", "flagged")
+    return [dict(zip(keys, row, strict=True)) for row in session.execute(stmt)]
+
+

@@ -1,0 +1,112 @@
+"""SQL tables: batches of dropped files, images (one per distinct content), seen paths, predictions."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class State(enum.StrEnum):
+    """Where an image stands: waiting for a worker, scored, or failed with a reason."""
+
+    queued = "queued"
+    scored = "scored"
+    failed = "failed"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Batch(Base):
+    """One dropped folder (`inbox/<site>/<date>/`); its counts are derived from its images."""
+
+    __tablename__ = "batch"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site: Mapped[str] = mapped_column(String(200))
+    folder: Mapped[str] = mapped_column(String(1000), unique=True)
+    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    images: Mapped[list[Image]] = relationship(back_populates="batch")
+
+
+class Image(Base):
+    """One distinct file content (sha256); the first path it was seen under is kept."""
+
+    __tablename__ = "image"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("batch.id"), index=True)
+    path: Mapped[str] = mapped_column(String(2000))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    format: Mapped[str | None] = mapped_column(String(20))
+    study_uid: Mapped[str | None] = mapped_column(String(64))
+    series_uid: Mapped[str | None] = mapped_column(String(64))
+    sop_uid: Mapped[str | None] = mapped_column(String(64))
+    sop_class_uid: Mapped[str | None] = mapped_column(String(64))
+    body_site: Mapped[str | None] = mapped_column(String(200))
+    acquisition_date: Mapped[str | None] = mapped_column(String(32))
+    state: Mapped[State] = mapped_column(
+        Enum(State, name="image_state", native_enum=False, length=10), default=State.queued, index=True
+    )
+    reason: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    batch: Mapped[Batch | None] = relationship(back_populates="images")
+    predictions: Mapped[list[Prediction]] = relationship(back_populates="image")
+
+
+class SeenFile(Base):
+    """A path with the size and mtime it had when hashed, so rescans skip files already taken."""
+
+    __tablename__ = "seen_file"
+    __table_args__ = (UniqueConstraint("path", "size", "mtime_ns", name="uq_seen_file"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(String(2000), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    image_id: Mapped[int | None] = mapped_column(ForeignKey("image.id"))
+    reason: Mapped[str | None] = mapped_column(Text)  # why a path could not be registered
+    seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Prediction(Base):
+    """A model version's score for an image; one per (image, model version)."""
+
+    __tablename__ = "prediction"
+    __table_args__ = (UniqueConstraint("image_id", "model_version", name="uq_prediction_image_model"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("image.id"), index=True)
+    model_version: Mapped[str] = mapped_column(String(100))
+    probability: Mapped[float] = mapped_column(Float)
+    flagged: Mapped[bool] = mapped_column(Boolean, index=True)
+    threshold: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+    image: Mapped[Image] = relationship(back_populates="predictions")

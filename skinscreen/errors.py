@@ -1,0 +1,34 @@
+"""Errors raised by skinscreen.
+
+SkinScreenError
+ ├── ConfigError           bad or missing settings
+ ├── UnreadableImageError  a file that cannot be turned into pixels (stored as a failed result)
+ ├── ModelError            a model directory that cannot be loaded or used
+ └── DatasetError          a training or evaluation folder without the expected layout
+"""
+
+from __future__ import annotations
+
+
+class SkinScreenError(Exception):
+    """Base class of every error skinscreen raises on purpose."""
+
+
+class ConfigError(SkinScreenError):
+    """Raised when a setting is missing, malformed or a refused placeholder."""
+
+
+class UnreadableImageError(SkinScreenError):
+    """Raised when a file cannot be decoded into an RGB image; `reason` says why in plain words."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ModelError(SkinScreenError):
+    """Raised when a model directory is missing, incomplete or inconsistent."""
+
+
+class DatasetError(SkinScreenError):
+    """Raised when a data folder lacks the benign/ and malignant/ layout or has no images."""

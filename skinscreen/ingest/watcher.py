@@ -1,0 +1,229 @@
+"""The ingester: watchdog events plus periodic rescans, settle, hash, register, batch, send, sweep."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+from watchdog.observers.polling import PollingObserver
+
+from skinscreen.checksum import sha256_file
+from skinscreen.config import Settings
+from skinscreen.db import queries
+from skinscreen.db.session import session_scope
+from skinscreen.ingest import scanner
+from skinscreen.ingest.enqueue import Batcher, Sender
+from skinscreen.ingest.settle import Ready, SettleTracker
+
+logger = logging.getLogger(__name__)
+
+SWEEP_EVERY = 60.0
+
+
+class _EventQueue(FileSystemEventHandler):
+    """Moves watchdog's events (observer thread) onto a queue the ingest loop drains."""
+
+    def __init__(self) -> None:
+        self.events: queue.SimpleQueue[tuple[Path, bool]] = queue.SimpleQueue()
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.is_directory or event.event_type in ("deleted", "opened", "closed_no_write"):
+            return
+        raw = event.dest_path if event.event_type == "moved" else event.src_path
+        path = Path(raw.decode() if isinstance(raw, bytes) else raw)
+        if not scanner.is_temporary(path):
+            self.events.put((path, event.event_type == "closed"))
+
+
+class Ingester:
+    """Takes every complete file under the inbox roots exactly once and sends its id for scoring."""
+
+    def __init__(
+        self,
+        roots: Sequence[Path],
+        *,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        send: Sender,
+        poll: bool = False,
+        on_registered: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.roots = [Path(r).absolute() for r in roots]
+        for root in self.roots:
+            if not root.is_dir():
+                raise FileNotFoundError(f"inbox folder {root} does not exist")
+        self.settings = settings
+        self.sessions = sessions
+        self.poll = poll
+        self.on_registered = on_registered
+        self.tracker = SettleTracker(settle_seconds=settings.settle_seconds)
+        self.batcher = Batcher(size=settings.batch_size, wait=settings.batch_wait, send=self._send)
+        self._send_to_queue = send
+        self._handler = _EventQueue()
+        self._observer: BaseObserver | None = None
+        self.stop_event = threading.Event()
+        self.counts = {"seen": 0, "new": 0, "duplicate": 0, "refused": 0}
+
+    # -- sending ----------------------------------------------------------------
+    def _send(self, ids: list[int]) -> None:
+        self._send_to_queue(ids)
+        with session_scope(self.sessions) as session:
+            queries.mark_enqueued(session, ids)
+
+    # -- finding files ------------------------------------------------------------
+    def root_of(self, path: Path) -> Path | None:
+        for root in self.roots:
+            if path == root or root in path.parents:
+                return root
+        return None
+
+    def scan(self) -> int:
+        """Walk every root; files not yet taken (by path, size, mtime) go to the settle tracker."""
+        with session_scope(self.sessions) as session:
+            seen = queries.seen_keys(session)
+        found = 0
+        for root in self.roots:
+            for path in scanner.walk(root):
+                if scanner.in_hidden_folder(path, root):
+                    continue
+                try:
+                    st = path.lstat()
+                except OSError:
+                    continue
+                if (str(path), st.st_size, st.st_mtime_ns) not in seen:
+                    self.tracker.touch(path)
+                    found += 1
+        return found
+
+    def drain_events(self) -> None:
+        while True:
+            try:
+                path, closed = self._handler.events.get_nowait()
+            except queue.Empty:
+                return
+            root = self.root_of(path)
+            if root is not None and not scanner.in_hidden_folder(path, root):
+                self.tracker.touch(path, closed=closed)
+
+    # -- registering ----------------------------------------------------------------
+    def register_ready(self) -> int:
+        """Hash and register complete files; return how many were taken."""
+        ready = self.tracker.ready()
+        if not ready:
+            return 0
+        new_ids: list[int] = []
+        try:
+            with session_scope(self.sessions) as session:
+                for item in ready:
+                    image_id = self._register_one(session, item)
+                    if image_id is not None:
+                        new_ids.append(image_id)
+        except SQLAlchemyError as exc:
+            # Nothing is lost: the files go back to the tracker and are tried again.
+            logger.warning("database unavailable while registering (%s); will retry", type(exc).__name__)
+            for item in ready:
+                self.tracker.touch(item.path)
+            return 0
+        self.batcher.add(new_ids)
+        return len(ready)
+
+    def _register_one(self, session: Session, item: Ready) -> int | None:
+        root = self.root_of(item.path)
+        assert root is not None
+        self.counts["seen"] += 1
+        key = {"path": str(item.path), "size": item.size, "mtime_ns": item.mtime_ns}
+        if queries.is_seen(session, **key):
+            return None
+        reason = None
+        if scanner.outside_inbox(item.path, root):
+            reason = "symlink points outside the inbox; not read"
+        elif not item.path.is_file():
+            reason = "not a regular file"
+        if reason is None:
+            try:
+                digest = sha256_file(item.path)
+            except PermissionError:
+                reason = "permission denied"
+            except OSError as exc:
+                reason = f"cannot read file: {exc.strerror or type(exc).__name__}"
+        if reason is not None:
+            self.counts["refused"] += 1
+            logger.warning("refused %s: %s", item.path.name, reason)
+            queries.record_refused_file(session, reason=reason, **key)
+            return None
+        where = scanner.placement(item.path, root)
+        image_id, new = queries.register_file(session, sha256=digest, site=where.site, folder=where.folder, **key)
+        self.counts["new" if new else "duplicate"] += 1
+        if self.on_registered:
+            self.on_registered(image_id, int(new))
+        logger.info("registered %s as image %d%s", item.path.name, image_id, "" if new else " (duplicate)")
+        return image_id if new else None
+
+    # -- sweeping -------------------------------------------------------------------
+    def sweep(self, *, older_than: timedelta | None = None) -> int:
+        """Send again the images left queued too long (a lost message, a restarted Redis)."""
+        age = older_than if older_than is not None else timedelta(seconds=self.settings.sweep_after)
+        with session_scope(self.sessions) as session:
+            ids = queries.stale_queued(session, older_than=age)
+        if ids:
+            logger.info("sweeper: re-enqueueing %d images left queued", len(ids))
+            self.batcher.add(ids)
+            self.batcher.flush()
+        return len(ids)
+
+    def send_unsent(self) -> int:
+        """Images registered but never sent (the ingester stopped in between) are sent now."""
+        with session_scope(self.sessions) as session:
+            ids = queries.never_enqueued(session)
+        self.batcher.add(ids)
+        self.batcher.flush()
+        return len(ids)
+
+    # -- running --------------------------------------------------------------------
+    def start_observer(self) -> None:
+        self._observer = PollingObserver(timeout=1.0) if self.poll else Observer()
+        for root in self.roots:
+            self._observer.schedule(self._handler, str(root), recursive=True)
+        self._observer.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def run(self, *, once: bool = False, tick: float = 0.2) -> None:
+        """Ingest until stopped (`once`: take what is there now, send it, return)."""
+        if not once:
+            self.start_observer()
+        try:
+            self.send_unsent()
+            self.scan()
+            last_scan = last_sweep = time.monotonic()
+            while not self.stop_event.is_set():
+                self.drain_events()
+                self.register_ready()
+                self.batcher.tick()
+                if once and len(self.tracker) == 0:
+                    self.batcher.flush()
+                    return
+                now = time.monotonic()
+                if now - last_scan >= self.settings.rescan_interval:
+                    self.scan()
+                    last_scan = now
+                if now - last_sweep >= min(SWEEP_EVERY, self.settings.sweep_after):
+                    self.sweep()
+                    last_sweep = now
+                self.stop_event.wait(tick)
+            self.batcher.flush()
+        finally:
+            if self._observer is not None:
+                self._observer.stop()
+                self._observer.join(timeout=5)

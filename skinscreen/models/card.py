@@ -1,0 +1,119 @@
+"""The model card: card.json (machine-read) and MODEL_CARD.md (people-read) beside the model files."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+def finish_card(model_dir: Path, *, test_dir: Path | None) -> dict[str, Any]:
+    """Add test figures (with and without near-duplicates, ONNX vs Keras) and write MODEL_CARD.md."""
+    card = json.loads((model_dir / "card.json").read_text())
+    if test_dir is not None:
+        card["test"] = test_figures(model_dir, test_dir)
+        (model_dir / "card.json").write_text(json.dumps(card, indent=1))
+    (model_dir / "MODEL_CARD.md").write_text(render(card))
+    return card
+
+
+def test_figures(model_dir: Path, test_dir: Path) -> dict[str, Any]:
+    """Evaluate the exported ONNX model on `test_dir` and compare its probabilities with Keras'."""
+    from skinscreen.models.classifier import load_classifier
+    from skinscreen.models.dataset import list_labelled, load_pixels
+    from skinscreen.models.evaluate import evaluate
+
+    onnx = load_classifier(model_dir, backend="onnx")
+    train_dir = test_dir.parent / "train" if (test_dir.parent / "train").is_dir() else None
+    metrics = evaluate(test_dir, classifier=onnx, out=model_dir.parent / f"{model_dir.name}-evaluation",
+                       train_dir=train_dir, progress=False)
+    files = list_labelled(test_dir)
+    pixels = load_pixels(files.paths, size=onnx.input_size)
+    keras_model = load_classifier(model_dir, backend="keras")
+    diffs = [
+        float(np.abs(keras_model.predict(pixels[i : i + 64]) - onnx.predict(pixels[i : i + 64])).max())
+        for i in range(0, len(pixels), 64)
+    ]
+    return {
+        "data_dir": str(test_dir),
+        "all": metrics["all"],
+        "without_near_duplicates": metrics["without_near_duplicates"],
+        "onnx_vs_keras_max_abs_diff": max(diffs),
+        "images": len(files.paths),
+    }
+
+
+def _row(name: str, m: dict[str, Any]) -> str:
+    t, h = m["at_threshold"], m["at_0.5"]
+    return (f"| {name} | {m['n']} | {t['accuracy']:.4f} | {m['roc_auc']:.4f} | {t['sensitivity']:.4f} | "
+            f"{t['specificity']:.4f} | {h['accuracy']:.4f} | {h['sensitivity']:.4f} | {h['specificity']:.4f} | "
+            f"{m['brier']:.4f} |")
+
+
+def render(card: dict[str, Any]) -> str:
+    """MODEL_CARD.md from card.json."""
+    tr = card.get("training", {})
+    recipe = tr.get("recipe", {})
+    lines = [
+        f"# Model card: {card['version']}",
+        "",
+        "## Intended use",
+        "",
+        card.get("intended_use", ""),
+        "",
+        "## Model",
+        "",
+        f"- Architecture: {card.get('architecture')}",
+        f"- Input: {card['preprocessing']['input']}; {card['preprocessing']['scaling']}",
+        f"- Operating threshold: **{card['threshold']:.6f}** ({card.get('threshold_rule')}); "
+        "a case is flagged when its probability is >= the threshold",
+        f"- Files: " + ", ".join(f"`{n}` ({f['bytes'] / 1e6:.1f} MB, sha256 `{f['sha256'][:16]}...`)"
+                                 for n, f in card.get("files", {}).items()),
+        "",
+        "## How it was made",
+        "",
+        f"- Recipe `{recipe.get('name')}`, seed {tr.get('seed')}, epochs {tr.get('epochs')}",
+        f"- Training data sha256 (paths, labels, file hashes): `{tr.get('train_data_sha256')}`; "
+        f"{tr.get('train_images')} training and {tr.get('validation_images')} validation images "
+        "(grouped split: duplicates and near-duplicates on one side only)",
+        f"- Backbone: ImageNet MobileNetV2 from `{tr.get('backbone_weights')}` "
+        f"(sha256 `{tr.get('backbone_weights_sha256')}`)",
+        f"- Training time: {tr.get('seconds')} s on the machine that trained it; versions {tr.get('versions')}",
+        f"- Validation (used to pick the epoch and the threshold): {tr.get('validation')}",
+        "",
+        "Recipe choices:",
+        "",
+        *[f"- {note}" for note in recipe.get("notes", [])],
+        "",
+    ]
+    test = card.get("test")
+    if test:
+        lines += [
+            "## Test figures",
+            "",
+            f"On `{test['data_dir']}` ({test['images']} images), never used for any choice.",
+            "",
+            "| subset | n | accuracy | ROC AUC | sensitivity | specificity | acc. @0.5 | sens. @0.5 | spec. @0.5 | Brier |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            _row("all test images", test["all"]),
+            _row("without near-duplicates of train", test["without_near_duplicates"]),
+            "",
+            f"ONNX Runtime vs Keras over the test split: max abs difference "
+            f"{test['onnx_vs_keras_max_abs_diff']:.2e}.",
+            "",
+        ]
+    lines += [
+        "## Limitations",
+        "",
+        "- Trained on 2,637 dermoscopy images (ISIC Archive via Kaggle, 224x224); other cameras, "
+        "clinical (non-dermoscopic) photos and other populations are out of distribution.",
+        "- Benign vs malignant only: no lesion subtype.",
+        "- The threshold targets 90 % sensitivity on validation; sensitivity on new data can be lower.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,75 @@
+"""`skinscreen export`: a training run -> a deployable model directory (Keras, ONNX, card)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from skinscreen.checksum import sha256_file
+from skinscreen.errors import ModelError
+
+logger = logging.getLogger(__name__)
+
+ONNX_TOLERANCE = 1e-4
+
+
+def export_run(run_dir: Path, *, out: Path, name: str | None = None) -> dict[str, Any]:
+    """Write model.keras (no optimizer state), model.onnx and card.json into `out`."""
+    import keras
+
+    run_path = run_dir / "run.json"
+    if not run_path.exists() or not (run_dir / "model.keras").exists():
+        raise ModelError(f"{run_dir} is not a training run (no run.json or model.keras)")
+    run = json.loads(run_path.read_text())
+    size = int(run["input_size"])
+    out.mkdir(parents=True, exist_ok=True)
+    model = keras.models.load_model(run_dir / "model.keras", compile=False)
+    model(np.zeros((1, size, size, 3), dtype="float32"))  # the ONNX exporter needs a called model
+    model.save(out / "model.keras")
+    model.export(str(out / "model.onnx"), format="onnx", verbose=False)
+    onnx_sha = sha256_file(out / "model.onnx")
+    version = name or f"mnv2-{run['recipe']['name']}-s{run['seed']}-{onnx_sha[:8]}"
+    card = {
+        "version": version,
+        "threshold": run["threshold"],
+        "threshold_rule": run["threshold_rule"],
+        "input_size": size,
+        "preprocessing": {
+            "input": "RGB, resized to input_size x input_size with Pillow bilinear, float32 in 0..255",
+            "scaling": "inside the model: " + ("x/255" if run["recipe"]["rescale"] == "unit" else "x/127.5 - 1"),
+            "reader": "skinscreen.images.read_image (EXIF orientation applied, DICOM YBR to RGB)",
+        },
+        "architecture": f"MobileNetV2 alpha {run['alpha']} + GlobalAveragePooling + Dropout + Dense(1, sigmoid)",
+        "files": {
+            "model.onnx": {"sha256": onnx_sha, "bytes": (out / "model.onnx").stat().st_size},
+            "model.keras": {"sha256": sha256_file(out / "model.keras"),
+                            "bytes": (out / "model.keras").stat().st_size},
+        },
+        "training": {k: run[k] for k in (
+            "recipe", "seed", "epochs", "train_data_sha256", "backbone_weights", "backbone_weights_sha256",
+            "train_images", "validation_images", "seconds", "versions", "validation", "limit_per_class",
+        ) if k in run},
+        "intended_use": (
+            "A screening aid that orders dermoscopy images for review by a dermatologist. "
+            "It is not a diagnosis and must not be used without a reviewer."
+        ),
+    }
+    for extra in ("history.json", "fig5_accuracy.png", "fig6_loss.png"):
+        if (run_dir / extra).exists():
+            shutil.copy(run_dir / extra, out / extra)
+    (out / "card.json").write_text(json.dumps(card, indent=1))
+    return card
+
+
+def compare_runtimes(model_dir: Path, batch: np.ndarray) -> float:
+    """Max absolute difference between the Keras and ONNX probabilities on `batch`."""
+    from skinscreen.models.classifier import load_classifier
+
+    keras_probs = load_classifier(model_dir, backend="keras").predict(batch)
+    onnx_probs = load_classifier(model_dir, backend="onnx").predict(batch)
+    return float(np.abs(keras_probs - onnx_probs).max())

@@ -1,0 +1,153 @@
+"""The MobileNetV2 benign/malignant network and its training recipes."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Keras is imported inside functions so that importing skinscreen.models stays light.
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that defines a training run besides the data and the seed."""
+
+    name: str
+    rescale: str  # "unit": x/255 (the paper), "symmetric": x/127.5 - 1 (MobileNetV2's own range)
+    head_epochs: int
+    head_lr: float
+    finetune_epochs: int
+    finetune_lr: float
+    unfreeze_from: str  # first base layer made trainable for fine-tuning
+    rotation: float  # fraction of a full turn, as keras.layers.RandomRotation
+    zoom: float
+    width_shift: float
+    height_shift: float = 0.0
+    vertical_flip: bool = False
+    contrast: float = 0.0
+    class_weight: bool = False
+    label_smoothing: float = 0.0
+    cosine: bool = False
+    select_best: bool = False  # keep the fine-tuning epoch with the best validation AUC
+    batch_size: int = 32
+    dropout: float = 0.4
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+PAPER = Recipe(
+    name="paper",
+    rescale="unit",
+    head_epochs=15,
+    head_lr=1e-4,
+    finetune_epochs=5,
+    finetune_lr=1e-5,
+    unfreeze_from="block_11_expand",
+    rotation=20 / 360,
+    zoom=0.2,
+    width_shift=0.2,
+    notes=[
+        "Paper Step 3: pixels scaled to [0,1] (x/255) as written, although MobileNetV2 expects [-1,1].",
+        "Paper Step 3: rotation 20 degrees, horizontal flip, zoom 0.2, width shift 0.2 (values unstated; "
+        "the usual ImageDataGenerator choices).",
+        "'Adam with a low learning rate' read as 1e-4 for the head and 1e-5 for fine-tuning, as in the "
+        "TensorFlow MobileNetV2 transfer-learning tutorial the paper's steps follow.",
+        "'Top of the base unfrozen' read as layers from block_11 on (layer 100 of 154, the tutorial's "
+        "fine_tune_at); BatchNorm stays in inference mode.",
+        "15 head epochs then 5 fine-tuning epochs; the model after the last epoch is kept.",
+    ],
+)
+
+DEFAULT = Recipe(
+    name="default",
+    rescale="symmetric",
+    head_epochs=3,
+    head_lr=1e-3,
+    finetune_epochs=12,
+    finetune_lr=1e-4,
+    unfreeze_from="block_6_expand",
+    rotation=0.5,
+    zoom=0.15,
+    width_shift=0.1,
+    height_shift=0.1,
+    vertical_flip=True,
+    contrast=0.1,
+    class_weight=True,
+    label_smoothing=0.05,
+    cosine=True,
+    select_best=True,
+    notes=[
+        "Inputs in MobileNetV2's own [-1,1] range.",
+        "Lesions have no up or down: flips both ways and rotation over the full circle.",
+        "3 head epochs (Adam 1e-3), then blocks 6-16 fine-tuned with Adam 1e-4 on a cosine decay; "
+        "BatchNorm stays in inference mode so the small batches do not disturb its statistics.",
+        "Balanced class weights and label smoothing 0.05; the fine-tuning epoch with the best "
+        "validation ROC AUC is kept.",
+    ],
+)
+
+RECIPES = {r.name: r for r in (PAPER, DEFAULT)}
+
+
+def build_model(
+    *, recipe: Recipe, size: int = 224, alpha: float = 1.0, backbone_weights: Path | str | None = None
+) -> Any:
+    """MobileNetV2 base + GlobalAveragePooling -> Dropout -> Dense(1, sigmoid); input float 0..255."""
+    import keras
+
+    inputs = keras.Input((size, size, 3), name="pixels")
+    if recipe.rescale == "unit":
+        x = keras.layers.Rescaling(1 / 255.0, name="rescale")(inputs)
+    else:
+        x = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="rescale")(inputs)
+    weights: str | None = None
+    if backbone_weights is None:
+        weights = "imagenet"  # Keras downloads it: only for a user who is online
+    base = keras.applications.MobileNetV2(
+        input_shape=(size, size, 3), include_top=False, weights=weights, alpha=alpha
+    )
+    if backbone_weights is not None:
+        base.load_weights(str(backbone_weights))
+    base.trainable = False
+    x = base(x, training=False)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = keras.layers.Dropout(recipe.dropout, name="dropout")(x)
+    outputs = keras.layers.Dense(1, activation="sigmoid", name="malignant")(x)
+    return keras.Model(inputs, outputs, name=f"skinscreen_{recipe.name}")
+
+
+def unfreeze_top(model: Any, *, recipe: Recipe) -> int:
+    """Make base layers from `recipe.unfreeze_from` on trainable, BatchNorm excepted; return their count."""
+    import keras
+
+    base = next(layer for layer in model.layers if isinstance(layer, keras.Model))
+    base.trainable = True
+    names = [layer.name for layer in base.layers]
+    start = names.index(recipe.unfreeze_from)
+    count = 0
+    for i, layer in enumerate(base.layers):
+        trainable = i >= start and not isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = trainable
+        count += int(trainable)
+    return count
+
+
+def augmenter(recipe: Recipe, *, seed: int) -> Any:
+    """The recipe's random augmentation as a Keras model over 0..255 float batches."""
+    import keras
+
+    flip = "horizontal_and_vertical" if recipe.vertical_flip else "horizontal"
+    layers: list[Any] = [
+        keras.layers.RandomFlip(flip, seed=seed),
+        keras.layers.RandomRotation(recipe.rotation, fill_mode="reflect", seed=seed + 1),
+        keras.layers.RandomZoom(recipe.zoom, fill_mode="reflect", seed=seed + 2),
+        keras.layers.RandomTranslation(
+            recipe.height_shift, recipe.width_shift, fill_mode="reflect", seed=seed + 3
+        ),
+    ]
+    if recipe.contrast:
+        layers.append(keras.layers.RandomContrast(recipe.contrast, value_range=(0, 255), seed=seed + 4))
+    return keras.Sequential(layers, name="augment")

@@ -1,0 +1,186 @@
+"""`skinscreen train`: fit a recipe on DATA_DIR/train, never touching DATA_DIR/test."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from skinscreen.checksum import sha256_file
+from skinscreen.models import dataset
+from skinscreen.models.network import Recipe, augmenter, build_model, unfreeze_top
+from skinscreen.models.thresholds import choose_threshold
+
+logger = logging.getLogger(__name__)
+
+
+def data_fingerprint(files: dataset.LabelledFiles, root: Path) -> str:
+    """SHA-256 over the sorted (relative path, label, file hash) lines: what the model was trained on."""
+    digest = hashlib.sha256()
+    for path, label in sorted(zip(files.paths, files.labels.tolist(), strict=True)):
+        digest.update(f"{path.relative_to(root)}\t{label}\t{sha256_file(path)}\n".encode())
+    return digest.hexdigest()
+
+
+def train(
+    data_dir: Path,
+    *,
+    out: Path,
+    recipe: Recipe,
+    seed: int = 0,
+    backbone_weights: Path | None = None,
+    size: int = 224,
+    alpha: float = 1.0,
+    limit: int | None = None,
+    epochs_scale: float = 1.0,
+) -> dict[str, Any]:
+    """Train one model; write model.keras, history, split, plots and run.json into `out`.
+
+    `limit` keeps the first N images of each class and `epochs_scale` shrinks the schedule: both
+    exist for tests and smoke runs, and are recorded in run.json.
+    """
+    import keras
+    import tensorflow as tf
+
+    started = time.monotonic()
+    train_root = data_dir / "train"
+    files = dataset.list_labelled(train_root)
+    if limit:
+        keep = np.concatenate([np.nonzero(files.labels == c)[0][:limit] for c in (0, 1)])
+        files = dataset.LabelledFiles([files.paths[i] for i in keep], files.labels[keep])
+    out.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(seed)
+
+    logger.info("finding duplicate groups among %d training images", len(files.paths))
+    groups = dataset.duplicate_groups(files.paths)
+    tr, va = dataset.grouped_split(files.labels, groups, seed=seed)
+    split = {
+        "train": [str(files.paths[i].relative_to(data_dir)) for i in tr],
+        "validation": [str(files.paths[i].relative_to(data_dir)) for i in va],
+        "groups_with_several_images": int((np.bincount(groups) > 1).sum()),
+    }
+    (out / "split.json").write_text(json.dumps(split, indent=1))
+    logger.info("split: %d train, %d validation (grouped by %d duplicate groups)",
+                len(tr), len(va), split["groups_with_several_images"])
+
+    pixels = dataset.load_pixels(files.paths, size=size)
+    x_tr, y_tr = pixels[tr], files.labels[tr].astype("float32")
+    x_va, y_va = pixels[va], files.labels[va].astype("float32")
+    aug = augmenter(recipe, seed=seed)
+    train_ds = (
+        tf.data.Dataset.from_tensor_slices((x_tr, y_tr))
+        .shuffle(len(x_tr), seed=seed, reshuffle_each_iteration=True)
+        .batch(recipe.batch_size)
+        .map(lambda x, y: (aug(tf.cast(x, "float32"), training=True), y), num_parallel_calls=1)
+        .prefetch(2)
+    )
+    val_ds = tf.data.Dataset.from_tensor_slices((x_va.astype("float32"), y_va)).batch(64)
+
+    class_weight = None
+    if recipe.class_weight:
+        counts = np.bincount(files.labels[tr], minlength=2)
+        class_weight = {c: float(len(tr) / (2 * counts[c])) for c in (0, 1)}
+
+    model = build_model(recipe=recipe, size=size, alpha=alpha, backbone_weights=backbone_weights)
+    loss = keras.losses.BinaryCrossentropy(label_smoothing=recipe.label_smoothing)
+
+    def metrics() -> list[Any]:
+        return ["accuracy", keras.metrics.AUC(name="auc")]
+
+    head_epochs = max(1, round(recipe.head_epochs * epochs_scale))
+    fine_epochs = max(1, round(recipe.finetune_epochs * epochs_scale)) if recipe.finetune_epochs else 0
+    model.compile(optimizer=keras.optimizers.Adam(recipe.head_lr), loss=loss, metrics=metrics())
+    logger.info("stage 1: %d epochs with the base frozen", head_epochs)
+    h1 = model.fit(train_ds, validation_data=val_ds, epochs=head_epochs, class_weight=class_weight, verbose=2)
+    history = {k: list(map(float, v)) for k, v in h1.history.items()}
+
+    best_epoch = head_epochs
+    if fine_epochs:
+        n = unfreeze_top(model, recipe=recipe)
+        lr: Any = recipe.finetune_lr
+        if recipe.cosine:
+            steps = fine_epochs * int(np.ceil(len(x_tr) / recipe.batch_size))
+            lr = keras.optimizers.schedules.CosineDecay(recipe.finetune_lr, decay_steps=steps, alpha=0.01)
+        model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss, metrics=metrics())
+        logger.info("stage 2: %d fine-tuning epochs, %d base layers trainable", fine_epochs, n)
+        callbacks = []
+        best = _BestWeights()
+        if recipe.select_best:
+            callbacks.append(best)
+        h2 = model.fit(train_ds, validation_data=val_ds, epochs=fine_epochs, class_weight=class_weight,
+                       verbose=2, callbacks=callbacks)
+        for k, v in h2.history.items():
+            history[k] = history.get(k, []) + list(map(float, v))
+        best_epoch = head_epochs + fine_epochs
+        if recipe.select_best and best.weights is not None:
+            model.set_weights(best.weights)
+            best_epoch = head_epochs + best.epoch + 1
+
+    val_probs = model.predict(val_ds, verbose=0).ravel()
+    threshold = choose_threshold(y_va, val_probs)
+    model.save(out / "model.keras")
+    (out / "history.json").write_text(json.dumps(history, indent=1))
+    from skinscreen.models.plots import plot_history
+
+    plot_history(history, out=out, stage_boundary=head_epochs)
+    run = {
+        "recipe": recipe.as_dict(),
+        "seed": seed,
+        "input_size": size,
+        "alpha": alpha,
+        "epochs": {"head": head_epochs, "finetune": fine_epochs, "kept": best_epoch},
+        "limit_per_class": limit,
+        "threshold": threshold,
+        "threshold_rule": "highest validation specificity with malignant sensitivity >= 0.90",
+        "validation": _summary(y_va, val_probs, threshold),
+        "train_data_sha256": data_fingerprint(files, data_dir),
+        "train_dir": str(train_root.resolve()),
+        "backbone_weights": str(backbone_weights) if backbone_weights else "keras-download:imagenet",
+        "backbone_weights_sha256": sha256_file(backbone_weights) if backbone_weights else None,
+        "train_images": len(tr),
+        "validation_images": len(va),
+        "seconds": round(time.monotonic() - started, 1),
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
+    }
+    (out / "run.json").write_text(json.dumps(run, indent=1))
+    logger.info("trained in %.0f s; validation %s", run["seconds"], run["validation"])
+    return run
+
+
+def _summary(labels: np.ndarray, probs: np.ndarray, threshold: float) -> dict[str, float]:
+    from skinscreen.models.metrics import roc_auc
+
+    y = labels.astype(bool)
+    flagged = probs >= threshold
+    return {
+        "accuracy_at_0.5": float(((probs >= 0.5) == y).mean()),
+        "roc_auc": roc_auc(y, probs),
+        "sensitivity": float(flagged[y].mean()),
+        "specificity": float((~flagged[~y]).mean()),
+    }
+
+
+class _BestWeights:
+    """Keeps the weights of the epoch with the highest validation AUC (a Keras callback)."""
+
+    def __new__(cls) -> Any:
+        import keras
+
+        class BestWeights(keras.callbacks.Callback):  # type: ignore[misc]
+            def __init__(self) -> None:
+                super().__init__()
+                self.best = -1.0
+                self.epoch = -1
+                self.weights: list[Any] | None = None
+
+            def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+                auc = float((logs or {}).get("val_auc", -1.0))
+                if auc > self.best:
+                    self.best, self.epoch, self.weights = auc, epoch, self.model.get_weights()
+
+        return BestWeights()

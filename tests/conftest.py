@@ -1,0 +1,134 @@
+"""Shared fixtures: a clean environment, the dataset, a tiny model, PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+DATA = SHARED / "data" / "skin-cancer-mvb"
+WEIGHTS = SHARED / "weights" / "mobilenet_v2_1.0_224_imagenet_no_top.weights.h5"
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+IN_CI = bool(os.environ.get("CI"))
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No SKINSCREEN_* from the developer's shell leaks into a test."""
+    for key in list(os.environ):
+        if key.startswith("SKINSCREEN_"):
+            monkeypatch.delenv(key)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not DATA.is_dir():
+        pytest.skip(f"dataset not found at {DATA}")
+    return DATA
+
+
+def dataset_images(label: str, count: int, *, split: str = "test") -> list[Path]:
+    """The first `count` dataset images of a class, in a stable order."""
+    return sorted((DATA / split / label).glob("*.jpg"), key=lambda p: int(p.stem))[:count]
+
+
+def build_tiny_model(out: Path, *, size: int = 64, version: str = "tiny-test") -> Path:
+    """A real MobileNetV2 (alpha 0.35, random weights) saved as .keras and .onnx with a card."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((size, size, 3), name="pixels")
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
+    base = keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=0.35, include_top=False, weights=None)
+    x = keras.layers.GlobalAveragePooling2D()(base(x, training=False))
+    # A large random head spreads the probabilities so that both sides of the threshold occur.
+    outputs = keras.layers.Dense(1, activation="sigmoid", kernel_initializer=keras.initializers.RandomNormal(0, 3))(x)
+    model = keras.Model(inputs, outputs)
+    out.mkdir(parents=True, exist_ok=True)
+    model(np.zeros((1, size, size, 3), "float32"))
+    model.save(out / "model.keras")
+    model.export(str(out / "model.onnx"), format="onnx", verbose=False)
+    card = {"version": version, "threshold": 0.5, "input_size": size}
+    (out / "card.json").write_text(json.dumps(card))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model directory; its threshold sits at the median score of some dataset images."""
+    from skinscreen.models.classifier import load_classifier
+    from skinscreen.models.dataset import load_pixels
+
+    out = build_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
+    if DATA.is_dir():
+        clf = load_classifier(out, backend="onnx")
+        sample = dataset_images("benign", 10) + dataset_images("malignant", 10)
+        probs = clf.predict(load_pixels(sample, size=clf.input_size))
+        card = json.loads((out / "card.json").read_text())
+        card["threshold"] = float(np.median(probs))
+        (out / "card.json").write_text(json.dumps(card))
+    return out
+
+
+def service_unavailable(what: str, exc: Exception) -> None:
+    """Skip locally when a service is down; in CI, fail."""
+    message = f"{what} is not reachable: {exc}"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh schema in the local PostgreSQL for each test, dropped afterwards."""
+    import sqlalchemy as sa
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_URL)
+    try:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        service_unavailable("PostgreSQL at 127.0.0.1:5432", exc)
+    url = f"{PG_URL}?options=-csearch_path%3D{schema}"
+    yield url
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """Redis database 0, emptied before and after the test."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.flushdb()
+    except redis.RedisError as exc:
+        service_unavailable("Redis at 127.0.0.1:6379", exc)
+    yield REDIS_URL
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def inbox(tmp_path: Path) -> Path:
+    path = tmp_path / "inbox"
+    path.mkdir()
+    return path
+
+
+def copy_images(paths: list[Path], folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    return [Path(shutil.copy(p, folder / p.name)) for p in paths]
