@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     threads: int | None = Field(default=None, ge=1)
     """Inference threads per process; default: the cores given to this process."""
 
-    visibility_timeout: int = Field(default=3600, ge=60)
+    visibility_timeout: int = Field(default=3600, ge=1)
     """Seconds before Redis hands an unacknowledged task to another worker."""
 
     @field_validator("inbox", mode="before")

@@ -19,16 +19,17 @@ Choices:
   arbitrary colours. CMYK uses Pillow's plain conversion; embedded ICC profiles are ignored (no colour
   management). 16-bit gray (I;16, I;16B...) and 32-bit "I" within 0..65535 are divided by 257, which
   keeps absolute brightness the same from file to file; float "F" within 0..1 is multiplied by 255;
-  other "I" and "F" images are min-max scaled. Pillow itself reads 48-bit RGB PNGs as 8-bit RGB (it keeps the high byte).
+  other "I" and "F" images are min-max scaled. Pillow itself reads 48-bit RGB PNGs as 8-bit RGB
+  (it keeps the high byte).
   Multi-page TIFF (and animated GIF/WebP): the first page is scored, nothing else is recorded.
   `draft_size` makes JPEG decode downscaled by a power of two, never below draft_size a side.
 - Safety: `ImageFile.LOAD_TRUNCATED_IMAGES` stays False and `load()` runs inside the try, so a
   truncated file fails instead of being padded with gray. `Image.MAX_IMAGE_PIXELS` keeps its default;
   Pillow's DecompressionBombWarning is made an error, so the effective limit is MAX_IMAGE_PIXELS
   (about 89 megapixels, checked before any drafting), and the same limit applies to DICOM Rows x Columns.
-  Decoder warnings are recorded with `warnings.catch_warnings` and logged at DEBUG by category only
-  (pydicom's messages can quote header values); that context manager is process-global, so read
-  images in one thread per process (Celery's prefork pool does).
+  Both are set once, at import, as process-wide warning filters: `warnings.catch_warnings` around
+  each read would not be thread-safe, and the scorers decode in a thread pool. pydicom's own
+  warnings are silenced the same way, since their messages can quote header values.
 - DICOM (pydicom 3 with the pylibjpeg, pyjpegls and openjpeg plugins): native and compressed transfer
   syntaxes that pydicom has an available decoder for. YCbCr (YBR_FULL, YBR_FULL_422, and JPEG 2000's
   ICT/RCT) comes out as RGB from pydicom's default `as_rgb=True`. MONOCHROME1/2 become gray RGB
@@ -39,6 +40,11 @@ Choices:
   score. Only photograph SOP classes are accepted (`PHOTO_SOP_CLASSES`); the single-bit multi-frame
   Secondary Capture class is not. `DicomInfo` keeps UIDs, body site and acquisition date, never
   patient identifiers.
+- Errors: the Pillow and pydicom calls sit in `except Exception` blocks, because their plugins raise
+  a wide, undocumented set (OSError, SyntaxError, EOFError, ValueError, struct.error, KeyError,
+  RuntimeError, NotImplementedError, AttributeError for missing elements...) and a bad file must
+  never crash the worker. MemoryError gets its own reason: the pixel limit makes it a property of
+  the file far more often than a passing condition, and it is not worth a retry loop.
 - Logging: one DEBUG line per file (the worker owns the INFO line of its unit of work).
 """
 
@@ -47,8 +53,6 @@ from __future__ import annotations
 import logging
 import re
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -66,6 +70,10 @@ from skinscreen.errors import UnreadableImageError
 
 logger = logging.getLogger(__name__)
 
+# Process-wide and set once (see the module docstring): a bomb warning is an error, pydicom is quiet.
+warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
+warnings.filterwarnings("ignore", module=r"pydicom(\..*)?")
+
 PILLOW_FORMATS = ("JPEG", "PNG", "TIFF", "BMP", "WEBP", "GIF")
 PHOTO_SOP_CLASSES = frozenset(
     {
@@ -80,6 +88,7 @@ PHOTO_SOP_CLASSES = frozenset(
 _RGB_PHOTOMETRICS = frozenset({"RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT"})
 _DAMAGED_IMAGE = "truncated or damaged image data"
 _DAMAGED_DICOM_PIXELS = "damaged or truncated DICOM pixel data"
+_NO_MEMORY = "not enough memory to decode the image"
 
 Pixels = npt.NDArray[np.uint8]
 
@@ -118,11 +127,10 @@ def read_image(path: Path | str, *, draft_size: int | None = None) -> LoadedImag
             if not head:
                 raise UnreadableImageError("empty file (0 bytes)")
             fh.seek(0)
-            with _recorded_warnings(path):
-                if head[128:132] == b"DICM":
-                    image = _read_dicom(fh)
-                else:
-                    image = _read_pillow(fh, draft_size=draft_size)
+            if head[128:132] == b"DICM":
+                image = _read_dicom(fh, name=path.name)
+            else:
+                image = _read_pillow(fh, name=path.name, draft_size=draft_size)
     except FileNotFoundError as exc:
         raise UnreadableImageError("file not found") from exc
     except IsADirectoryError as exc:
@@ -136,26 +144,13 @@ def read_image(path: Path | str, *, draft_size: int | None = None) -> LoadedImag
     return image
 
 
-@contextmanager
-def _recorded_warnings(path: Path) -> Iterator[None]:
-    """Record decoder warnings instead of printing them; a decompression-bomb warning is an error."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            yield
-        finally:
-            for item in caught:
-                logger.debug("%s: decoder warning %s", path.name, item.category.__name__)
-
-
 def _too_large(pixels: int | None) -> str:
     if pixels is None:
         return f"image too large: more than {Image.MAX_IMAGE_PIXELS} pixels"
     return f"image too large: {pixels} pixels (limit {Image.MAX_IMAGE_PIXELS})"
 
 
-def _read_pillow(fh: BinaryIO, *, draft_size: int | None) -> LoadedImage:
+def _read_pillow(fh: BinaryIO, *, name: str, draft_size: int | None) -> LoadedImage:
     try:
         with Image.open(fh, formats=PILLOW_FORMATS) as opened:
             kind = (opened.format or "unknown").lower()
@@ -166,7 +161,7 @@ def _read_pillow(fh: BinaryIO, *, draft_size: int | None) -> LoadedImage:
             opened.load()
             frames = int(getattr(opened, "n_frames", 1))
             if frames > 1:
-                logger.debug("%d pages or frames: scoring the first", frames)
+                logger.debug("%s: %d pages or frames, scoring the first", name, frames)
             im = ImageOps.exif_transpose(opened)
             pixels = _pillow_rgb(im)
     except UnreadableImageError:
@@ -176,8 +171,10 @@ def _read_pillow(fh: BinaryIO, *, draft_size: int | None) -> LoadedImage:
         raise UnreadableImageError(_too_large(int(found.group(1)) if found else None)) from exc
     except UnidentifiedImageError as exc:
         raise UnreadableImageError("not an image: unrecognised file content") from exc
+    except MemoryError as exc:
+        raise UnreadableImageError(_NO_MEMORY) from exc
     except Exception as exc:  # OSError, SyntaxError, EOFError, ValueError, struct.error, zlib.error...
-        logger.debug("Pillow failed with %s", type(exc).__name__)
+        logger.debug("%s: Pillow failed with %s", name, type(exc).__name__)
         raise UnreadableImageError(_DAMAGED_IMAGE) from exc
     return LoadedImage(pixels=pixels, format=kind)
 
@@ -240,7 +237,7 @@ def _dicom_info(ds: Dataset) -> DicomInfo:
     )
 
 
-def _read_dicom(fh: BinaryIO) -> LoadedImage:
+def _read_dicom(fh: BinaryIO, *, name: str) -> LoadedImage:
     try:
         ds = pydicom.dcmread(fh)
         info = _dicom_info(ds)
@@ -248,12 +245,15 @@ def _read_dicom(fh: BinaryIO) -> LoadedImage:
         size = int(ds.get("Rows") or 0) * int(ds.get("Columns") or 0)
         has_pixels = "PixelData" in ds
     except Exception as exc:  # InvalidDicomError, EOFError, ValueError, struct.error, KeyError...
-        logger.debug("pydicom failed on the header with %s", type(exc).__name__)
+        logger.debug("%s: pydicom failed on the header with %s", name, type(exc).__name__)
         raise UnreadableImageError("damaged DICOM header") from exc
-    if info.transfer_syntax is None:
+    # Invalid UIDs count as damage, which also keeps stray header bytes out of the reasons below.
+    if info.transfer_syntax is None or not UID(info.transfer_syntax).is_valid:
         raise UnreadableImageError("damaged DICOM header")
     if info.sop_class_uid is None:  # pydicom drops the whole data set when the file ends early
-        raise UnreadableImageError("damaged or truncated DICOM data set")
+        raise UnreadableImageError("damaged or truncated DICOM data set (no SOP class UID)")
+    if not UID(info.sop_class_uid).is_valid:
+        raise UnreadableImageError("damaged DICOM header")
     if info.sop_class_uid not in PHOTO_SOP_CLASSES:
         sop = _describe(info.sop_class_uid)
         raise UnreadableImageError(f"DICOM SOP class {sop} is not a photograph this screener scores")
@@ -274,8 +274,10 @@ def _read_dicom(fh: BinaryIO) -> LoadedImage:
         pixels = _dicom_rgb(ds)
     except UnreadableImageError:
         raise
+    except MemoryError as exc:
+        raise UnreadableImageError(_NO_MEMORY) from exc
     except Exception as exc:  # RuntimeError/ValueError from decoders, AttributeError for missing elements...
-        logger.debug("pydicom failed on the pixel data with %s", type(exc).__name__)
+        logger.debug("%s: pydicom failed on the pixel data with %s", name, type(exc).__name__)
         raise UnreadableImageError(_DAMAGED_DICOM_PIXELS) from exc
     return LoadedImage(pixels=pixels, format="dicom", dicom=info)
 
@@ -283,9 +285,9 @@ def _read_dicom(fh: BinaryIO) -> LoadedImage:
 def _dicom_rgb(ds: Dataset) -> Pixels:
     photometric = str(ds.get("PhotometricInterpretation", "")).strip()
     if photometric not in _RGB_PHOTOMETRICS | {"MONOCHROME1", "MONOCHROME2", "PALETTE COLOR"}:
-        raise UnreadableImageError(
-            f"DICOM photometric interpretation {photometric or '(none)'} is not supported"
-        )
+        # Quote the value only when it looks like a code string (CS): the header is untrusted text.
+        shown = photometric if re.fullmatch(r"[A-Z0-9_ ]{1,16}", photometric) else "(invalid or missing)"
+        raise UnreadableImageError(f"DICOM photometric interpretation {shown} is not supported")
     arr = ds.pixel_array  # as_rgb=True by default: YCbCr comes back as RGB
     bits = int(ds.get("BitsStored") or arr.dtype.itemsize * 8)
     signed = int(ds.get("PixelRepresentation") or 0) == 1

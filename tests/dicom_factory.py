@@ -27,7 +27,7 @@ import numpy.typing as npt
 from PIL import Image, JpegImagePlugin
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
-from pydicom.pixels import convert_color_space
+from pydicom.pixels.processing import convert_color_space
 from pydicom.sequence import Sequence
 from pydicom.uid import (
     UID,

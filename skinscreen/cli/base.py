@@ -37,7 +37,7 @@ Examples:
 def setup_logging(verbose: int) -> None:
     level = logging.WARNING if verbose < 0 else logging.INFO if verbose == 0 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    for noisy in ("alembic", "celery.worker.strategy", "absl", "tensorflow", "h5py", "watchdog"):
+    for noisy in ("alembic", "absl", "tensorflow", "h5py", "watchdog"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
@@ -83,7 +83,7 @@ def main() -> None:
 
 def write_rows(rows: list[dict[str, Any]], *, fmt: str, columns: list[str]) -> None:
     """Print rows as a table, CSV (with a header) or a JSON list."""
-    out = click.get_text_stream("stdout")
+    out = sys.stdout
     if fmt == "json":
         out.write(json.dumps(rows, indent=1, default=str) + "\n")
     elif fmt == "csv":

@@ -28,10 +28,17 @@ class Outcome:
     dicom: dict[str, str | None] | None = None
 
 
-def _insert_ignoring_conflicts(session: Session, table: Any, values: dict[str, Any], keys: list[str]) -> None:
+def _insert_ignoring_conflicts(
+    session: Session, table: Any, values: dict[str, Any], keys: list[str], *, returning: Any = None
+) -> Any:
+    """Insert unless a row with these keys exists; with `returning`, that column of the new row, or None."""
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    session.execute(insert(table).values(**values).on_conflict_do_nothing(index_elements=keys))
+    stmt = insert(table).values(**values).on_conflict_do_nothing(index_elements=keys)
+    if returning is None:
+        session.execute(stmt)
+        return None
+    return session.execute(stmt.returning(returning)).scalar_one_or_none()
 
 
 def is_seen(session: Session, *, path: str, size: int, mtime_ns: int) -> bool:
@@ -59,19 +66,24 @@ def register_file(
     )
     session.execute(update(Batch).where(Batch.folder == folder).values(last_seen=now))
     batch_id = session.execute(select(Batch.id).where(Batch.folder == folder)).scalar_one()
-    existing = session.execute(select(Image.id).where(Image.sha256 == sha256)).scalar_one_or_none()
-    new = existing is None
-    if new:
-        _insert_ignoring_conflicts(
+    image_id = session.execute(select(Image.id).where(Image.sha256 == sha256)).scalar_one_or_none()
+    new = False
+    if image_id is None:
+        # New only if this transaction's insert made the row: two ingesters racing on the same bytes
+        # both find no row, but only one insert wins, so the id is sent to be scored once.
+        inserted = _insert_ignoring_conflicts(
             session,
             Image.__table__,
             {"batch_id": batch_id, "path": path, "size": size, "sha256": sha256, "state": State.queued.value,
              "attempts": 0, "created_at": now, "updated_at": now},
             ["sha256"],
+            returning=Image.__table__.c.id,
         )
-        image_id = session.execute(select(Image.id).where(Image.sha256 == sha256)).scalar_one()
-    else:
-        image_id = existing
+        new = inserted is not None
+        if not new:
+            image_id = session.execute(select(Image.id).where(Image.sha256 == sha256)).scalar_one()
+        else:
+            image_id = inserted
     _insert_ignoring_conflicts(
         session,
         SeenFile.__table__,
