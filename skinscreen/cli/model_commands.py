@@ -78,20 +78,22 @@ def evaluate(settings: Settings, data_dir: Path, out: Path, model: str | None, b
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Run folder to create.")
 @click.option("--recipe", type=click.Choice(["paper", "default"]), default="default", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Initialisation and augmentation seed.")
+@click.option("--split-seed", type=int, default=0, show_default=True,
+              help="Seed of the train/validation split (kept fixed across --seed runs).")
 @click.option("--backbone-weights", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="ImageNet MobileNetV2 no-top weights (.h5); without it Keras downloads them.")
 @click.option("--size", type=int, default=224, show_default=True, help="Input size (smaller only for tests).")
 @click.option("--alpha", type=float, default=1.0, show_default=True, help="MobileNetV2 width (1.0 for real runs).")
 @click.option("--limit", type=int, help="Use only the first N images per class (smoke tests).")
 @click.option("--epochs-scale", type=float, default=1.0, help="Scale the recipe's epochs (smoke tests).")
-def train(data_dir: Path, out: Path, recipe: str, seed: int, backbone_weights: Path | None, size: int,
+def train(data_dir: Path, out: Path, recipe: str, seed: int, split_seed: int, backbone_weights: Path | None, size: int,
           alpha: float, limit: int | None, epochs_scale: float) -> None:
     """Train on DATA_DIR/train/{benign,malignant} (DATA_DIR/test is never opened)."""
     from skinscreen.models.network import RECIPES
     from skinscreen.models.train import train as run_train
 
-    run = run_train(data_dir, out=out, recipe=RECIPES[recipe], seed=seed, backbone_weights=backbone_weights,
+    run = run_train(data_dir, out=out, recipe=RECIPES[recipe], seed=seed, split_seed=split_seed, backbone_weights=backbone_weights,
                     size=size, alpha=alpha, limit=limit, epochs_scale=epochs_scale)
     click.echo(json.dumps({"out": str(out), "threshold": run["threshold"], "validation": run["validation"]}))
 
@@ -109,7 +111,7 @@ def export(run_dir: Path, out: Path | None, name: str | None, test_dir: Path | N
 
     out = out or run_dir / "model"
     card = export_run(run_dir, out=out, name=name)
-    finish_card(out, test_dir=test_dir)
+    finish_card(out, test_dir=test_dir, eval_out=run_dir / "test-evaluation")
     click.echo(f"exported {card['version']} to {out}")
 
 

@@ -12,17 +12,17 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 
-def finish_card(model_dir: Path, *, test_dir: Path | None) -> dict[str, Any]:
+def finish_card(model_dir: Path, *, test_dir: Path | None, eval_out: Path | None = None) -> dict[str, Any]:
     """Add test figures (with and without near-duplicates, ONNX vs Keras) and write MODEL_CARD.md."""
     card = json.loads((model_dir / "card.json").read_text())
     if test_dir is not None:
-        card["test"] = test_figures(model_dir, test_dir)
+        card["test"] = test_figures(model_dir, test_dir, out=eval_out or model_dir.parent / "test-evaluation")
         (model_dir / "card.json").write_text(json.dumps(card, indent=1))
     (model_dir / "MODEL_CARD.md").write_text(render(card))
     return card
 
 
-def test_figures(model_dir: Path, test_dir: Path) -> dict[str, Any]:
+def test_figures(model_dir: Path, test_dir: Path, *, out: Path) -> dict[str, Any]:
     """Evaluate the exported ONNX model on `test_dir` and compare its probabilities with Keras'."""
     from skinscreen.models.classifier import load_classifier
     from skinscreen.models.dataset import list_labelled, load_pixels
@@ -30,8 +30,7 @@ def test_figures(model_dir: Path, test_dir: Path) -> dict[str, Any]:
 
     onnx = load_classifier(model_dir, backend="onnx")
     train_dir = test_dir.parent / "train" if (test_dir.parent / "train").is_dir() else None
-    metrics = evaluate(test_dir, classifier=onnx, out=model_dir.parent / f"{model_dir.name}-evaluation",
-                       train_dir=train_dir, progress=False)
+    metrics = evaluate(test_dir, classifier=onnx, out=out, train_dir=train_dir, progress=False)
     files = list_labelled(test_dir)
     pixels = load_pixels(files.paths, size=onnx.input_size)
     keras_model = load_classifier(model_dir, backend="keras")

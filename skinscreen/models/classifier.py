@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from skinscreen.errors import ModelError
+from skinscreen.models.preprocess import average_views, tta_views
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ class ModelCard:
     input_size: int
     path: Path
     data: dict[str, Any]
+    tta: str = "none"
 
 
 class Scorer(Protocol):
@@ -77,6 +79,7 @@ def read_card(model_dir: Path) -> ModelCard:
             input_size=int(data["input_size"]),
             path=model_dir,
             data=data,
+            tta=str(data.get("tta", "none")),
         )
     except (OSError, ValueError, KeyError) as exc:
         raise ModelError(f"{model_dir} has no valid card.json: {exc}") from exc
@@ -154,7 +157,10 @@ class Classifier:
             raise ModelError(f"expected (N, {self.input_size}, {self.input_size}, 3), got {batch.shape}")
         if len(batch) == 0:
             return np.zeros(0, dtype=np.float64)
-        return self._runtime(batch)
+        if self.card.tta == "none":
+            return self._runtime(batch)
+        # All views in one model call: the batch grows, the number of calls does not.
+        return average_views(self._runtime(tta_views(batch, self.card.tta)), n=len(batch))
 
 
 def load_classifier(

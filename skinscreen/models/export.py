@@ -38,11 +38,13 @@ def export_run(run_dir: Path, *, out: Path, name: str | None = None) -> dict[str
         "version": version,
         "threshold": run["threshold"],
         "threshold_rule": run["threshold_rule"],
+        "tta": run.get("tta", "none"),
         "input_size": size,
         "preprocessing": {
             "input": "RGB, resized to input_size x input_size with Pillow bilinear, float32 in 0..255",
             "scaling": "inside the model: " + ("x/255" if run["recipe"]["rescale"] == "unit" else "x/127.5 - 1"),
             "reader": "skinscreen.images.read_image (EXIF orientation applied, DICOM YBR to RGB)",
+            "test_time_views": run.get("tta", "none"),
         },
         "architecture": f"MobileNetV2 alpha {run['alpha']} + GlobalAveragePooling + Dropout + Dense(1, sigmoid)",
         "files": {

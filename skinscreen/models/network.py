@@ -32,6 +32,7 @@ class Recipe:
     select_best: bool = False  # keep the fine-tuning epoch with the best validation AUC
     batch_size: int = 32
     dropout: float = 0.4
+    tta: str = "none"  # test-time views averaged at scoring time (preprocess.tta_views)
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -86,7 +87,11 @@ DEFAULT = Recipe(
         "BatchNorm stays in inference mode so the small batches do not disturb its statistics.",
         "Balanced class weights and label smoothing 0.05; the fine-tuning epoch with the best "
         "validation ROC AUC is kept.",
+        "Scores average the 8 flips and transposes of the image (8 model passes per image). Chosen on "
+        "seed 0's validation split: ROC AUC 0.9636 -> 0.9699 and accuracy at the threshold 0.896 -> 0.909 "
+        "against a single view (4 flips: 0.9683, 0.901).",
     ],
+    tta="dihedral8",
 )
 
 RECIPES = {r.name: r for r in (PAPER, DEFAULT)}

@@ -25,3 +25,28 @@ def resize_pixels(pixels: np.ndarray, *, size: int) -> np.ndarray:
 def to_model_input(path: Path, *, size: int) -> np.ndarray:
     """Read a file and return its (size, size, 3) uint8 model input."""
     return resize_pixels(read_image(path, draft_size=size).pixels, size=size)
+
+
+TTA_MODES = ("none", "flip4", "dihedral8")
+
+
+def tta_views(batch: np.ndarray, mode: str) -> np.ndarray:
+    """Stack the test-time views of a (N, s, s, 3) batch: (k*N, s, s, 3), view-major.
+
+    Lesions have no up, down, left or right, so the model's average over flips (and transposes,
+    for `dihedral8`) is a steadier score than any single view.
+    """
+    if mode == "none":
+        return batch
+    views = [batch, batch[:, :, ::-1], batch[:, ::-1], batch[:, ::-1, ::-1]]
+    if mode == "dihedral8":
+        t = batch.transpose(0, 2, 1, 3)
+        views += [t, t[:, :, ::-1], t[:, ::-1], t[:, ::-1, ::-1]]
+    elif mode != "flip4":
+        raise ValueError(f"unknown test-time augmentation {mode!r}; expected one of {TTA_MODES}")
+    return np.ascontiguousarray(np.concatenate(views))
+
+
+def average_views(probs: np.ndarray, *, n: int) -> np.ndarray:
+    """Mean over the views that `tta_views` stacked for n images."""
+    return np.asarray(probs, dtype=np.float64).reshape(-1, n).mean(axis=0)

@@ -33,6 +33,7 @@ def train(
     out: Path,
     recipe: Recipe,
     seed: int = 0,
+    split_seed: int = 0,
     backbone_weights: Path | None = None,
     size: int = 224,
     alpha: float = 1.0,
@@ -58,7 +59,9 @@ def train(
 
     logger.info("finding duplicate groups among %d training images", len(files.paths))
     groups = dataset.duplicate_groups(files.paths)
-    tr, va = dataset.grouped_split(files.labels, groups, seed=seed)
+    # The split has its own seed: runs that differ only in `seed` share one validation set, so
+    # seeds and recipes are compared (and ensembled) on the same images.
+    tr, va = dataset.grouped_split(files.labels, groups, seed=split_seed)
     split = {
         "train": [str(files.paths[i].relative_to(data_dir)) for i in tr],
         "validation": [str(files.paths[i].relative_to(data_dir)) for i in va],
@@ -96,7 +99,8 @@ def train(
     fine_epochs = max(1, round(recipe.finetune_epochs * epochs_scale)) if recipe.finetune_epochs else 0
     model.compile(optimizer=keras.optimizers.Adam(recipe.head_lr), loss=loss, metrics=metrics())
     logger.info("stage 1: %d epochs with the base frozen", head_epochs)
-    h1 = model.fit(train_ds, validation_data=val_ds, epochs=head_epochs, class_weight=class_weight, verbose=2)
+    h1 = model.fit(train_ds, validation_data=val_ds, epochs=head_epochs, class_weight=class_weight, verbose=2,
+                   shuffle=False)
     history = {k: list(map(float, v)) for k, v in h1.history.items()}
 
     best_epoch = head_epochs
@@ -112,7 +116,7 @@ def train(
         best = _BestWeights()
         if recipe.select_best:
             callbacks.append(best)
-        h2 = model.fit(train_ds, validation_data=val_ds, epochs=fine_epochs, class_weight=class_weight,
+        h2 = model.fit(train_ds, validation_data=val_ds, epochs=fine_epochs, class_weight=class_weight, shuffle=False,
                        verbose=2, callbacks=callbacks)
         for k, v in h2.history.items():
             history[k] = history.get(k, []) + list(map(float, v))
@@ -121,8 +125,6 @@ def train(
             model.set_weights(best.weights)
             best_epoch = head_epochs + best.epoch + 1
 
-    val_probs = model.predict(val_ds, verbose=0).ravel()
-    threshold = choose_threshold(y_va, val_probs)
     model.save(out / "model.keras")
     (out / "history.json").write_text(json.dumps(history, indent=1))
     from skinscreen.models.plots import plot_history
@@ -131,13 +133,12 @@ def train(
     run = {
         "recipe": recipe.as_dict(),
         "seed": seed,
+        "split_seed": split_seed,
         "input_size": size,
         "alpha": alpha,
         "epochs": {"head": head_epochs, "finetune": fine_epochs, "kept": best_epoch},
         "limit_per_class": limit,
-        "threshold": threshold,
-        "threshold_rule": "highest validation specificity with malignant sensitivity >= 0.90",
-        "validation": _summary(y_va, val_probs, threshold),
+        **operating_point(model, x_va, y_va, tta=recipe.tta),
         "train_data_sha256": data_fingerprint(files, data_dir),
         "train_dir": str(train_root.resolve()),
         "backbone_weights": str(backbone_weights) if backbone_weights else "keras-download:imagenet",
@@ -150,6 +151,21 @@ def train(
     (out / "run.json").write_text(json.dumps(run, indent=1))
     logger.info("trained in %.0f s; validation %s", run["seconds"], run["validation"])
     return run
+
+
+def operating_point(model: Any, x_va: np.ndarray, y_va: np.ndarray, *, tta: str) -> dict[str, Any]:
+    """Validation probabilities (with the recipe's test-time views) -> threshold and a summary."""
+    from skinscreen.models.preprocess import average_views, tta_views
+
+    views = tta_views(x_va.astype("float32"), tta)
+    probs = average_views(model.predict(views, batch_size=64, verbose=0).ravel(), n=len(x_va))
+    threshold = choose_threshold(y_va, probs)
+    return {
+        "threshold": threshold,
+        "threshold_rule": "highest validation specificity with malignant sensitivity >= 0.90",
+        "tta": tta,
+        "validation": _summary(y_va, probs, threshold),
+    }
 
 
 def _summary(labels: np.ndarray, probs: np.ndarray, threshold: float) -> dict[str, float]:

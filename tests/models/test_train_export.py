@@ -1,0 +1,107 @@
+"""Training smoke run, export to ONNX, and `predict`: real MobileNetV2, small inputs, few images."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from skinscreen.cli import cli
+from tests.conftest import WEIGHTS, dataset_images
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One short training run on 16 images per class at 96x96, with only train/ present."""
+    if not WEIGHTS.exists():
+        pytest.skip(f"ImageNet weights not found at {WEIGHTS}")
+    data = tmp_path_factory.mktemp("data")
+    for label in ("benign", "malignant"):
+        (data / "train" / label).mkdir(parents=True)
+        for src in dataset_images(label, 16, split="train"):
+            shutil.copy(src, data / "train" / label / src.name)
+    out = data.parent / "run"
+    result = CliRunner().invoke(
+        cli,
+        ["train", str(data), "--out", str(out), "--recipe", "default", "--size", "96",
+         "--backbone-weights", str(WEIGHTS), "--epochs-scale", "0.01", "--seed", "3"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_training_writes_the_model_history_split_and_curves(trained_run: Path) -> None:
+    run = json.loads((trained_run / "run.json").read_text())
+    assert run["epochs"]["head"] == 1 and run["epochs"]["finetune"] == 1
+    assert run["input_size"] == 96 and run["seed"] == 3
+    assert 0.0 <= run["threshold"] <= 1.0
+    assert run["validation"]["sensitivity"] >= 0.9  # the threshold rule, on validation
+    history = json.loads((trained_run / "history.json").read_text())
+    assert len(history["loss"]) == 2 and len(history["val_loss"]) == 2
+    for name in ("model.keras", "fig5_accuracy.png", "fig6_loss.png"):
+        assert (trained_run / name).stat().st_size > 0
+    split = json.loads((trained_run / "split.json").read_text())
+    assert not set(split["train"]) & set(split["validation"])
+    assert all(p.startswith("train/") for p in split["train"] + split["validation"])
+    assert len(split["train"]) + len(split["validation"]) == 32
+
+
+def test_the_onnx_export_gives_the_keras_probabilities(trained_run: Path, tmp_path: Path) -> None:
+    from skinscreen.models.classifier import load_classifier
+    from skinscreen.models.dataset import load_pixels
+
+    out = tmp_path / "model"
+    result = CliRunner().invoke(cli, ["export", str(trained_run), "--out", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "card.json").read_text())
+    assert card["input_size"] == 96 and card["tta"] == "dihedral8"
+    assert "not a diagnosis" in (out / "MODEL_CARD.md").read_text()
+    pixels = load_pixels(dataset_images("benign", 6) + dataset_images("malignant", 6), size=96)
+    onnx = load_classifier(out, backend="onnx").predict(pixels)
+    keras = load_classifier(out, backend="keras").predict(pixels)
+    assert np.abs(onnx - keras).max() <= 1e-4
+    assert onnx.std() > 0  # a real model, not a constant
+
+
+def test_predict_scores_files_and_folders_and_gives_a_reason_for_unreadable_ones(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    from skinscreen.models.classifier import load_classifier
+    from skinscreen.models.dataset import load_pixels
+
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    images = dataset_images("malignant", 3)
+    for src in images:
+        shutil.copy(src, folder / src.name)
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    single = dataset_images("benign", 1)[0]
+
+    runner = CliRunner()
+    result = runner.invoke(cli, ["predict", "--model", str(tiny_model), str(folder), str(single)])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert list(rows[0]) == ["path", "probability", "flagged", "reason"]
+    by_name = {Path(r["path"]).name: r for r in rows}
+    assert by_name["broken.jpg"]["probability"] == "" and by_name["broken.jpg"]["reason"]
+
+    clf = load_classifier(tiny_model)
+    expected = clf.predict(load_pixels([folder / p.name for p in images] + [single], size=clf.input_size))
+    got = [float(by_name[p.name]["probability"]) for p in images] + [float(by_name[single.name]["probability"])]
+    assert np.allclose(got, expected, atol=1e-6)
+    for p, prob in zip(images, got[:3], strict=True):
+        assert by_name[p.name]["flagged"] == str(prob >= clf.threshold)
+
+    as_json = json.loads(runner.invoke(cli, ["predict", "--model", str(tiny_model), "--format", "json",
+                                             str(folder)]).stdout)
+    assert {"path", "probability", "flagged", "reason"} <= set(as_json[0])
+    assert [r["reason"] for r in as_json if r["reason"]] == [by_name["broken.jpg"]["reason"]]
