@@ -1,0 +1,47 @@
+"""The embedded default: `skinscreen run INBOX --once` on SQLite with the shipped model, no Redis."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.worker.pipeline import cli, env_for
+
+
+def run_and_predict(inbox: Path, tmp_path: Path, **settings: object) -> tuple[dict, list[dict], dict[str, dict]]:
+    env = env_for(database_url=f"sqlite:///{tmp_path / 'screen.db'}", **settings)
+    summary = json.loads(cli(["run", str(inbox), "--once", "--format", "json"], env=env, timeout=900).stdout)
+    cases = json.loads(cli(["cases", "--format", "json"], env=env).stdout)
+    predicted = json.loads(cli(["predict", "--format", "json", str(inbox)], env=env, timeout=900).stdout)
+    return summary, cases, {row["path"]: row for row in predicted}
+
+
+def test_the_sample_inbox_is_scored_with_the_shipped_model(tmp_path: Path) -> None:
+    inbox = Path(__file__).resolve().parents[1] / "samples" / "inbox"
+    summary, cases, predicted = run_and_predict(inbox, tmp_path)
+    assert summary["scored"] == 11 and summary["failed"] == 0
+    assert summary["model_version"].startswith("mnv2-default")
+    for case in cases:
+        assert case["probability"] == pytest.approx(predicted[case["path"]]["probability"], abs=1e-5)
+    # The SQLite file is in WAL mode so reviewers can read while the scorer writes.
+    with sqlite3.connect(tmp_path / "screen.db") as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+@pytest.mark.slow
+def test_the_whole_test_split_is_scored_and_exactly_the_images_at_or_above_threshold_are_flagged(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    summary, cases, predicted = run_and_predict(data_dir / "test", tmp_path)
+    assert summary["files_seen"] == 660 and summary["scored"] == 660 and summary["failed"] == 0
+    assert len(cases) == 660
+    threshold = cases[0]["threshold"]
+    for case in cases:
+        reference = predicted[case["path"]]
+        assert case["state"] == "scored"
+        assert case["probability"] == pytest.approx(reference["probability"], abs=1e-5)
+        assert case["flagged"] == (reference["probability"] >= threshold) == reference["flagged"]
+    assert summary["flagged"] == sum(c["flagged"] for c in cases)
