@@ -48,10 +48,14 @@ def build_tiny_model(out: Path, *, size: int = 64, version: str = "tiny-test") -
     keras.utils.set_random_seed(0)
     inputs = keras.Input((size, size, 3), name="pixels")
     x = keras.layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
-    base = keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=0.35, include_top=False, weights=None)
+    base = keras.applications.MobileNetV2(
+        input_shape=(size, size, 3), alpha=0.35, include_top=False, weights=None
+    )
     x = keras.layers.GlobalAveragePooling2D()(base(x, training=False))
     # A large random head spreads the probabilities so that both sides of the threshold occur.
-    outputs = keras.layers.Dense(1, activation="sigmoid", kernel_initializer=keras.initializers.RandomNormal(0, 3))(x)
+    outputs = keras.layers.Dense(
+        1, activation="sigmoid", kernel_initializer=keras.initializers.RandomNormal(0, 3)
+    )(x)
     model = keras.Model(inputs, outputs)
     out.mkdir(parents=True, exist_ok=True)
     model(np.zeros((1, size, size, 3), "float32"))

@@ -11,7 +11,9 @@ import pytest
 from tests.worker.pipeline import cli, env_for
 
 
-def run_and_predict(inbox: Path, tmp_path: Path, **settings: object) -> tuple[dict, list[dict], dict[str, dict]]:
+def run_and_predict(
+    inbox: Path, tmp_path: Path, **settings: object
+) -> tuple[dict, list[dict], dict[str, dict]]:
     env = env_for(database_url=f"sqlite:///{tmp_path / 'screen.db'}", **settings)
     summary = json.loads(cli(["run", str(inbox), "--once", "--format", "json"], env=env, timeout=900).stdout)
     cases = json.loads(cli(["cases", "--format", "json"], env=env).stdout)

@@ -6,8 +6,6 @@ import csv
 import json
 import logging
 import sys
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import click
@@ -36,14 +34,18 @@ Examples:
 
 def setup_logging(verbose: int) -> None:
     level = logging.WARNING if verbose < 0 else logging.INFO if verbose == 0 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     for noisy in ("alembic", "absl", "tensorflow", "h5py", "watchdog"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
 @click.group(epilog=EPILOG)
 @click.version_option(__version__)
-@click.option("--database-url", envvar="SKINSCREEN_DATABASE_URL", help="SQLAlchemy URL (default: SQLite file).")
+@click.option(
+    "--database-url", envvar="SKINSCREEN_DATABASE_URL", help="SQLAlchemy URL (default: SQLite file)."
+)
 @click.option("-v", "--verbose", count=True, help="More log lines.")
 @click.option("-q", "--quiet", is_flag=True, help="Warnings and errors only.")
 @click.pass_context
@@ -106,5 +108,11 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-FORMAT = click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
-                      show_default=True, help="Output format.")
+FORMAT = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)

@@ -40,8 +40,14 @@ def _inboxes(settings: Settings, inbox: tuple[Path, ...]) -> list[Path]:
 @BATCH
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", help="Summary format.")
 @click.pass_obj
-def run(settings: Settings, inbox: tuple[Path, ...], once: bool, model: str | None, batch_size: int | None,
-        fmt: str) -> None:
+def run(
+    settings: Settings,
+    inbox: tuple[Path, ...],
+    once: bool,
+    model: str | None,
+    batch_size: int | None,
+    fmt: str,
+) -> None:
     """Watch INBOX and score in this process (SQLite by default; no Redis needed)."""
     from skinscreen.runner import run_embedded
 
@@ -63,7 +69,9 @@ def run(settings: Settings, inbox: tuple[Path, ...], once: bool, model: str | No
 @click.option("--once", is_flag=True, help="Take what is there now, enqueue it and exit.")
 @BATCH
 @click.pass_obj
-def ingest(settings: Settings, inbox: tuple[Path, ...], poll: bool, once: bool, batch_size: int | None) -> None:
+def ingest(
+    settings: Settings, inbox: tuple[Path, ...], poll: bool, once: bool, batch_size: int | None
+) -> None:
     """Watch INBOX folders, register complete files and enqueue batches for the workers."""
     from skinscreen.db import migrate
     from skinscreen.db.session import make_engine, make_session_factory
@@ -72,8 +80,13 @@ def ingest(settings: Settings, inbox: tuple[Path, ...], poll: bool, once: bool, 
     settings = _with(settings, batch_size=batch_size)
     migrate.upgrade(settings.database_url)
     engine = make_engine(settings.database_url)
-    ingester = Ingester(_inboxes(settings, inbox), settings=settings, sessions=make_session_factory(engine),
-                        send=celery_sender(settings), poll=poll)
+    ingester = Ingester(
+        _inboxes(settings, inbox),
+        settings=settings,
+        sessions=make_session_factory(engine),
+        send=celery_sender(settings),
+        poll=poll,
+    )
     try:
         ingester.run(once=once)
     except KeyboardInterrupt:
@@ -84,26 +97,45 @@ def ingest(settings: Settings, inbox: tuple[Path, ...], poll: bool, once: bool, 
 
 
 @click.command()
-@click.option("--concurrency", "-c", type=int, default=1, show_default=True,
-              help="Worker processes on this machine (one per GPU; on CPU, threads are split between them).")
+@click.option(
+    "--concurrency",
+    "-c",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Worker processes on this machine (one per GPU; on CPU, threads are split between them).",
+)
 @click.option("--pool", type=click.Choice(["prefork", "solo"]), default="prefork", show_default=True)
 @click.option("--loglevel", default="INFO", show_default=True)
 @click.pass_obj
 def worker(settings: Settings, concurrency: int, pool: str, loglevel: str) -> None:
     """Run a Celery worker that scores batches (model loaded once per process, after the fork)."""
+    import skinscreen.worker.tasks  # noqa: F401  (registers the tasks on the app)
     from skinscreen.models.classifier import default_threads
-    from skinscreen.worker.tasks import app
+    from skinscreen.worker.app import app
 
     if settings.threads is None:
         # Processes x threads <= cores: the children read this when they load the model.
         os.environ["SKINSCREEN_THREADS"] = str(max(1, default_threads() // concurrency))
     app.conf.broker_url = settings.broker_url
-    app.worker_main(["worker", f"--concurrency={concurrency}", f"--pool={pool}", f"--loglevel={loglevel}",
-                     "--without-gossip", "--without-mingle", "-Q", "skinscreen"])
+    app.worker_main(
+        [
+            "worker",
+            f"--concurrency={concurrency}",
+            f"--pool={pool}",
+            f"--loglevel={loglevel}",
+            "--without-gossip",
+            "--without-mingle",
+            "-Q",
+            "skinscreen",
+        ]
+    )
 
 
 @click.command()
-@click.option("--older-than", type=float, help="Seconds an image may stay queued (default: SKINSCREEN_SWEEP_AFTER).")
+@click.option(
+    "--older-than", type=float, help="Seconds an image may stay queued (default: SKINSCREEN_SWEEP_AFTER)."
+)
 @click.pass_obj
 def sweep(settings: Settings, older_than: float | None) -> None:
     """Enqueue again the images left queued too long (a lost message or a restarted Redis)."""
@@ -111,7 +143,9 @@ def sweep(settings: Settings, older_than: float | None) -> None:
     from skinscreen.ingest import Ingester, celery_sender
 
     engine = make_engine(settings.database_url)
-    ingester = Ingester([], settings=settings, sessions=make_session_factory(engine), send=celery_sender(settings))
+    ingester = Ingester(
+        [], settings=settings, sessions=make_session_factory(engine), send=celery_sender(settings)
+    )
     count = ingester.sweep(older_than=timedelta(seconds=older_than) if older_than is not None else None)
     engine.dispose()
     click.echo(f"re-enqueued {count} images")

@@ -20,8 +20,14 @@ CASE_COLUMNS = ["path", "sha256", "state", "probability", "flagged", "model_vers
 @click.option("--limit", type=int, help="At most this many rows.")
 @FORMAT
 @click.pass_obj
-def cases(settings: Settings, flagged: bool | None, state: str | None, since: datetime | None,
-          limit: int | None, fmt: str) -> None:
+def cases(
+    settings: Settings,
+    flagged: bool | None,
+    state: str | None,
+    since: datetime | None,
+    limit: int | None,
+    fmt: str,
+) -> None:
     """List cases, highest probability first."""
     from skinscreen.db import queries
     from skinscreen.db.session import make_engine, make_session_factory, session_scope
@@ -57,8 +63,10 @@ def status(settings: Settings, fmt: str) -> None:
     depth = report["queue_depth"]
     click.echo(f"queue depth     {depth if depth is not None else 'unknown (broker unreachable)'}")
     rate = report["throughput_per_second"]
-    click.echo(f"throughput      {rate if rate is not None else '-'} img/s over the last "
-               f"{report['window_seconds'] // 60} min ({report['scored_last_window']} scored)")
+    click.echo(
+        f"throughput      {rate if rate is not None else '-'} img/s over the last "
+        f"{report['window_seconds'] // 60} min ({report['scored_last_window']} scored)"
+    )
     for reason, count in report["failures_by_reason"].items():
         click.echo(f"  failed: {count} x {reason}")
     for reason, count in report["refused_files"].items():

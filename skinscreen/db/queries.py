@@ -1,4 +1,4 @@
-"""Every read and write the pipeline and the CLI make; safe to repeat (unique keys, conflict-ignoring inserts)."""
+"""Every read and write of the pipeline and the CLI; safe to repeat (unique keys, idempotent inserts)."""
 
 from __future__ import annotations
 
@@ -61,7 +61,9 @@ def register_file(
     """Record a complete file; return (image id, True if its content is new)."""
     now = utcnow()
     _insert_ignoring_conflicts(
-        session, Batch.__table__, {"site": site, "folder": folder, "first_seen": now, "last_seen": now},
+        session,
+        Batch.__table__,
+        {"site": site, "folder": folder, "first_seen": now, "last_seen": now},
         ["folder"],
     )
     session.execute(update(Batch).where(Batch.folder == folder).values(last_seen=now))
@@ -74,8 +76,16 @@ def register_file(
         inserted = _insert_ignoring_conflicts(
             session,
             Image.__table__,
-            {"batch_id": batch_id, "path": path, "size": size, "sha256": sha256, "state": State.queued.value,
-             "attempts": 0, "created_at": now, "updated_at": now},
+            {
+                "batch_id": batch_id,
+                "path": path,
+                "size": size,
+                "sha256": sha256,
+                "state": State.queued.value,
+                "attempts": 0,
+                "created_at": now,
+                "updated_at": now,
+            },
             ["sha256"],
             returning=Image.__table__.c.id,
         )
@@ -113,7 +123,9 @@ def mark_enqueued(session: Session, image_ids: Sequence[int]) -> None:
         )
 
 
-def images_to_score(session: Session, image_ids: Sequence[int], *, model_version: str) -> list[tuple[int, str]]:
+def images_to_score(
+    session: Session, image_ids: Sequence[int], *, model_version: str
+) -> list[tuple[int, str]]:
     """(id, path) of the ids still queued and not yet scored by this model version."""
     scored = select(Prediction.image_id).where(
         Prediction.model_version == model_version, Prediction.image_id.in_(image_ids)
@@ -143,8 +155,14 @@ def save_outcomes(
             _insert_ignoring_conflicts(
                 session,
                 Prediction.__table__,
-                {"image_id": o.image_id, "model_version": model_version, "probability": o.probability,
-                 "flagged": o.probability >= threshold, "threshold": threshold, "created_at": now},
+                {
+                    "image_id": o.image_id,
+                    "model_version": model_version,
+                    "probability": o.probability,
+                    "flagged": o.probability >= threshold,
+                    "threshold": threshold,
+                    "created_at": now,
+                },
                 ["image_id", "model_version"],
             )
             values.update(state=State.scored, reason=None)
@@ -192,7 +210,7 @@ def _latest_prediction() -> Any:
 
 def cases_query(
     *, flagged: bool | None = None, state: str | None = None, since: datetime | None = None
-) -> Select[Any]:
+) -> Select[Image, Prediction, str]:
     """Images with their latest prediction, highest probability first."""
     latest = _latest_prediction()
     stmt = (
@@ -260,7 +278,9 @@ def status(session: Session, *, window: timedelta = timedelta(minutes=10)) -> di
     )
     refused = dict(
         session.execute(
-            select(SeenFile.reason, func.count()).where(SeenFile.reason.is_not(None)).group_by(SeenFile.reason)
+            select(SeenFile.reason, func.count())
+            .where(SeenFile.reason.is_not(None))
+            .group_by(SeenFile.reason)
         ).all()
     )
     flagged = session.execute(
@@ -308,5 +328,3 @@ def batch_counts(session: Session, *, folders: Sequence[str] | None = None) -> l
         stmt = stmt.where(or_(*[Batch.folder == f for f in folders]))
     keys = ("site", "folder", "files", "scored", "failed", "flagged")
     return [dict(zip(keys, row, strict=True)) for row in session.execute(stmt)]
-
-

@@ -141,8 +141,8 @@ class Ingester:
         root = self.root_of(item.path)
         assert root is not None
         self.counts["seen"] += 1
-        key = {"path": str(item.path), "size": item.size, "mtime_ns": item.mtime_ns}
-        if queries.is_seen(session, **key):
+        path, size, mtime_ns = str(item.path), item.size, item.mtime_ns
+        if queries.is_seen(session, path=path, size=size, mtime_ns=mtime_ns):
             return None
         reason = None
         if scanner.outside_inbox(item.path, root):
@@ -159,10 +159,18 @@ class Ingester:
         if reason is not None:
             self.counts["refused"] += 1
             logger.warning("refused %s: %s", item.path.name, reason)
-            queries.record_refused_file(session, reason=reason, **key)
+            queries.record_refused_file(session, path=path, size=size, mtime_ns=mtime_ns, reason=reason)
             return None
         where = scanner.placement(item.path, root)
-        image_id, new = queries.register_file(session, sha256=digest, site=where.site, folder=where.folder, **key)
+        image_id, new = queries.register_file(
+            session,
+            path=path,
+            size=size,
+            mtime_ns=mtime_ns,
+            sha256=digest,
+            site=where.site,
+            folder=where.folder,
+        )
         self.counts["new" if new else "duplicate"] += 1
         if self.on_registered:
             self.on_registered(image_id, int(new))

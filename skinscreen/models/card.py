@@ -14,7 +14,7 @@ logger = logging.getLogger(__name__)
 
 def finish_card(model_dir: Path, *, test_dir: Path | None, eval_out: Path | None = None) -> dict[str, Any]:
     """Add test figures (with and without near-duplicates, ONNX vs Keras) and write MODEL_CARD.md."""
-    card = json.loads((model_dir / "card.json").read_text())
+    card: dict[str, Any] = json.loads((model_dir / "card.json").read_text())
     if test_dir is not None:
         card["test"] = test_figures(model_dir, test_dir, out=eval_out or model_dir.parent / "test-evaluation")
         (model_dir / "card.json").write_text(json.dumps(card, indent=1))
@@ -49,9 +49,11 @@ def test_figures(model_dir: Path, test_dir: Path, *, out: Path) -> dict[str, Any
 
 def _row(name: str, m: dict[str, Any]) -> str:
     t, h = m["at_threshold"], m["at_0.5"]
-    return (f"| {name} | {m['n']} | {t['accuracy']:.4f} | {m['roc_auc']:.4f} | {t['sensitivity']:.4f} | "
-            f"{t['specificity']:.4f} | {h['accuracy']:.4f} | {h['sensitivity']:.4f} | {h['specificity']:.4f} | "
-            f"{m['brier']:.4f} |")
+    return (
+        f"| {name} | {m['n']} | {t['accuracy']:.4f} | {m['roc_auc']:.4f} | {t['sensitivity']:.4f} | "
+        f"{t['specificity']:.4f} | {h['accuracy']:.4f} | {h['sensitivity']:.4f} | {h['specificity']:.4f} | "
+        f"{m['brier']:.4f} |"
+    )
 
 
 def render(card: dict[str, Any]) -> str:
@@ -71,8 +73,11 @@ def render(card: dict[str, Any]) -> str:
         f"- Input: {card['preprocessing']['input']}; {card['preprocessing']['scaling']}",
         f"- Operating threshold: **{card['threshold']:.6f}** ({card.get('threshold_rule')}); "
         "a case is flagged when its probability is >= the threshold",
-        f"- Files: " + ", ".join(f"`{n}` ({f['bytes'] / 1e6:.1f} MB, sha256 `{f['sha256'][:16]}...`)"
-                                 for n, f in card.get("files", {}).items()),
+        "- Files: "
+        + ", ".join(
+            f"`{n}` ({f['bytes'] / 1e6:.1f} MB, sha256 `{f['sha256'][:16]}...`)"
+            for n, f in card.get("files", {}).items()
+        ),
         "",
         "## How it was made",
         "",
@@ -82,8 +87,11 @@ def render(card: dict[str, Any]) -> str:
         "(grouped split: duplicates and near-duplicates on one side only)",
         f"- Backbone: ImageNet MobileNetV2 from `{tr.get('backbone_weights')}` "
         f"(sha256 `{tr.get('backbone_weights_sha256')}`)",
-        f"- Training time: {tr.get('seconds')} s on the machine that trained it; versions {tr.get('versions')}",
-        f"- Validation (used to pick the epoch and the threshold): {tr.get('validation')}",
+        f"- Training time: {tr.get('seconds')} s on the machine that trained it; "
+        f"versions {tr.get('versions')}",
+        "- Validation (used to pick the epoch and the threshold): "
+        + ", ".join(f"{k} {v:.4f}" for k, v in tr.get("validation", {}).items()),
+        *([f"- Note: {tr['threshold_note']}"] if tr.get("threshold_note") else []),
         "",
         "Recipe choices:",
         "",
@@ -97,7 +105,8 @@ def render(card: dict[str, Any]) -> str:
             "",
             f"On `{test['data_dir']}` ({test['images']} images), never used for any choice.",
             "",
-            "| subset | n | accuracy | ROC AUC | sensitivity | specificity | acc. @0.5 | sens. @0.5 | spec. @0.5 | Brier |",
+            "| subset | n | accuracy | ROC AUC | sensitivity | specificity "
+            "| acc. @0.5 | sens. @0.5 | spec. @0.5 | Brier |",
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
             _row("all test images", test["all"]),
             _row("without near-duplicates of train", test["without_near_duplicates"]),

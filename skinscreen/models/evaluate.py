@@ -47,9 +47,13 @@ def score_labelled(
     files: dataset.LabelledFiles, *, classifier: Scorer, root: Path, batch_size: int, progress: bool
 ) -> Scored:
     """Score through the shared scoring path; a file that cannot be decoded is recorded, not scored."""
-    with tqdm(total=len(files.paths), desc="scoring", unit="img", file=sys.stderr, disable=not progress) as bar:
+    bar = tqdm(total=len(files.paths), desc="scoring", unit="img", file=sys.stderr, disable=not progress)
+    with bar:
         results = score_files(
-            files.paths, classifier=classifier, batch_size=max(1, batch_size), on_batch=lambda b: bar.update(len(b))
+            files.paths,
+            classifier=classifier,
+            batch_size=max(1, batch_size),
+            on_batch=lambda b: bar.update(len(b)),
         )
     keep = [i for i, r in enumerate(results) if r.probability is not None]
     unreadable = [

@@ -42,20 +42,40 @@ def export_run(run_dir: Path, *, out: Path, name: str | None = None) -> dict[str
         "input_size": size,
         "preprocessing": {
             "input": "RGB, resized to input_size x input_size with Pillow bilinear, float32 in 0..255",
-            "scaling": "inside the model: " + ("x/255" if run["recipe"]["rescale"] == "unit" else "x/127.5 - 1"),
+            "scaling": "inside the model: "
+            + ("x/255" if run["recipe"]["rescale"] == "unit" else "x/127.5 - 1"),
             "reader": "skinscreen.images.read_image (EXIF orientation applied, DICOM YBR to RGB)",
             "test_time_views": run.get("tta", "none"),
         },
-        "architecture": f"MobileNetV2 alpha {run['alpha']} + GlobalAveragePooling + Dropout + Dense(1, sigmoid)",
+        "architecture": f"MobileNetV2 alpha {run['alpha']}, GlobalAveragePooling, Dropout, Dense(1, sigmoid)",
         "files": {
             "model.onnx": {"sha256": onnx_sha, "bytes": (out / "model.onnx").stat().st_size},
-            "model.keras": {"sha256": sha256_file(out / "model.keras"),
-                            "bytes": (out / "model.keras").stat().st_size},
+            "model.keras": {
+                "sha256": sha256_file(out / "model.keras"),
+                "bytes": (out / "model.keras").stat().st_size,
+            },
         },
-        "training": {k: run[k] for k in (
-            "recipe", "seed", "epochs", "train_data_sha256", "backbone_weights", "backbone_weights_sha256",
-            "train_images", "validation_images", "seconds", "versions", "validation", "limit_per_class",
-        ) if k in run},
+        "training": {
+            k: run[k]
+            for k in (
+                "recipe",
+                "seed",
+                "epochs",
+                "train_data_sha256",
+                "backbone_weights",
+                "backbone_weights_sha256",
+                "train_images",
+                "threshold_note",
+                "split_seed",
+                "tta",
+                "validation_images",
+                "seconds",
+                "versions",
+                "validation",
+                "limit_per_class",
+            )
+            if k in run
+        },
         "intended_use": (
             "A screening aid that orders dermoscopy images for review by a dermatologist. "
             "It is not a diagnosis and must not be used without a reviewer."

@@ -49,4 +49,5 @@ def tta_views(batch: np.ndarray, mode: str) -> np.ndarray:
 
 def average_views(probs: np.ndarray, *, n: int) -> np.ndarray:
     """Mean over the views that `tta_views` stacked for n images."""
-    return np.asarray(probs, dtype=np.float64).reshape(-1, n).mean(axis=0)
+    views = np.asarray(probs, dtype=np.float64).reshape(-1, n)
+    return np.asarray(views.mean(axis=0))

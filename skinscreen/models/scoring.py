@@ -1,4 +1,4 @@
-"""Score files: decode in a thread pool (Pillow and the DICOM codecs release the GIL), one model call per batch.
+"""Score files: decode in a thread pool (Pillow and the codecs release the GIL), one model call a batch.
 
 This is the one scoring path: `predict`, `evaluate`, the embedded `run` and the Celery
 workers all come through `score_files`.
@@ -58,7 +58,8 @@ def decode(path: Path, *, size: int) -> Decoded:
 def score_decoded(decoded: Sequence[Decoded], *, classifier: Scorer) -> list[FileScore]:
     """One model call for the decodable files of a batch."""
     good = [d for d in decoded if d.pixels is not None]
-    probs = classifier.predict(np.stack([d.pixels for d in good])) if good else np.zeros(0)
+    pixels = [d.pixels for d in good if d.pixels is not None]
+    probs = classifier.predict(np.stack(pixels)) if pixels else np.zeros(0)
     by_path = {id(d): float(p) for d, p in zip(good, probs, strict=True)}
     out = []
     for d in decoded:

@@ -68,8 +68,12 @@ def train(
         "groups_with_several_images": int((np.bincount(groups) > 1).sum()),
     }
     (out / "split.json").write_text(json.dumps(split, indent=1))
-    logger.info("split: %d train, %d validation (grouped by %d duplicate groups)",
-                len(tr), len(va), split["groups_with_several_images"])
+    logger.info(
+        "split: %d train, %d validation (grouped by %d duplicate groups)",
+        len(tr),
+        len(va),
+        split["groups_with_several_images"],
+    )
 
     pixels = dataset.load_pixels(files.paths, size=size)
     x_tr, y_tr = pixels[tr], files.labels[tr].astype("float32")
@@ -99,8 +103,14 @@ def train(
     fine_epochs = max(1, round(recipe.finetune_epochs * epochs_scale)) if recipe.finetune_epochs else 0
     model.compile(optimizer=keras.optimizers.Adam(recipe.head_lr), loss=loss, metrics=metrics())
     logger.info("stage 1: %d epochs with the base frozen", head_epochs)
-    h1 = model.fit(train_ds, validation_data=val_ds, epochs=head_epochs, class_weight=class_weight, verbose=2,
-                   shuffle=False)
+    h1 = model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=head_epochs,
+        class_weight=class_weight,
+        verbose=2,
+        shuffle=False,
+    )
     history = {k: list(map(float, v)) for k, v in h1.history.items()}
 
     best_epoch = head_epochs
@@ -116,8 +126,15 @@ def train(
         best = _BestWeights()
         if recipe.select_best:
             callbacks.append(best)
-        h2 = model.fit(train_ds, validation_data=val_ds, epochs=fine_epochs, class_weight=class_weight, shuffle=False,
-                       verbose=2, callbacks=callbacks)
+        h2 = model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=fine_epochs,
+            class_weight=class_weight,
+            shuffle=False,
+            verbose=2,
+            callbacks=callbacks,
+        )
         for k, v in h2.history.items():
             history[k] = history.get(k, []) + list(map(float, v))
         best_epoch = head_epochs + fine_epochs

@@ -78,7 +78,11 @@ def score_ids(
             report.flagged += int(bool(s.flagged))
     logger.info(
         "batch of %d: %d scored, %d flagged, %d failed, %d skipped in %.2f s",
-        len(image_ids), report.scored, report.flagged, report.failed, report.skipped,
+        len(image_ids),
+        report.scored,
+        report.flagged,
+        report.failed,
+        report.skipped,
         time.monotonic() - started,
     )
     return report

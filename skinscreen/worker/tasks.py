@@ -26,7 +26,9 @@ def process_state() -> dict[str, Any]:
         from skinscreen.models.classifier import load_classifier
 
         settings = Settings()
-        _state["classifier"] = load_classifier(settings.model, backend=settings.backend, threads=settings.threads)
+        _state["classifier"] = load_classifier(
+            settings.model, backend=settings.backend, threads=settings.threads
+        )
         _state["sessions"] = make_session_factory(make_engine(settings.database_url))
         _state["pool"] = ThreadPoolExecutor(max_workers=settings.threads or 2, thread_name_prefix="decode")
     return _state
@@ -57,5 +59,7 @@ def score_batch(self: Any, image_ids: list[int]) -> dict[str, Any]:
     from skinscreen.worker.scoring import score_ids
 
     state = process_state()
-    report = score_ids(image_ids, sessions=state["sessions"], classifier=state["classifier"], pool=state["pool"])
+    report = score_ids(
+        image_ids, sessions=state["sessions"], classifier=state["classifier"], pool=state["pool"]
+    )
     return asdict(report)

@@ -31,8 +31,22 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = data.parent / "run"
     result = CliRunner().invoke(
         cli,
-        ["train", str(data), "--out", str(out), "--recipe", "default", "--size", "96",
-         "--backbone-weights", str(WEIGHTS), "--epochs-scale", "0.01", "--seed", "3"],
+        [
+            "train",
+            str(data),
+            "--out",
+            str(out),
+            "--recipe",
+            "default",
+            "--size",
+            "96",
+            "--backbone-weights",
+            str(WEIGHTS),
+            "--epochs-scale",
+            "0.01",
+            "--seed",
+            "3",
+        ],
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
@@ -96,12 +110,15 @@ def test_predict_scores_files_and_folders_and_gives_a_reason_for_unreadable_ones
 
     clf = load_classifier(tiny_model)
     expected = clf.predict(load_pixels([folder / p.name for p in images] + [single], size=clf.input_size))
-    got = [float(by_name[p.name]["probability"]) for p in images] + [float(by_name[single.name]["probability"])]
+    got = [float(by_name[p.name]["probability"]) for p in images] + [
+        float(by_name[single.name]["probability"])
+    ]
     assert np.allclose(got, expected, atol=1e-6)
     for p, prob in zip(images, got[:3], strict=True):
         assert by_name[p.name]["flagged"] == str(prob >= clf.threshold)
 
-    as_json = json.loads(runner.invoke(cli, ["predict", "--model", str(tiny_model), "--format", "json",
-                                             str(folder)]).stdout)
+    as_json = json.loads(
+        runner.invoke(cli, ["predict", "--model", str(tiny_model), "--format", "json", str(folder)]).stdout
+    )
     assert {"path", "probability", "flagged", "reason"} <= set(as_json[0])
     assert [r["reason"] for r in as_json if r["reason"]] == [by_name["broken.jpg"]["reason"]]

@@ -28,7 +28,9 @@ def env_for(**settings: object) -> dict[str, str]:
 def cli(args: list[str], *, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
     done = subprocess.run([*SKINSCREEN, *args], env=env, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
-        raise AssertionError(f"skinscreen {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        raise AssertionError(
+            f"skinscreen {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}"
+        )
     return done
 
 

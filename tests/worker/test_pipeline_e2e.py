@@ -76,7 +76,9 @@ def test_dropped_files_are_each_scored_once_with_the_probability_predict_gives(
     dicom_dir.mkdir()
     dicoms = [
         make_dicom(src, dicom_dir / f"{syntax}-{i}.dcm", syntax=syntax)
-        for i, (src, syntax) in enumerate(zip(dataset_images("malignant", 40)[30:], SYNTAXES * 2, strict=False))
+        for i, (src, syntax) in enumerate(
+            zip(dataset_images("malignant", 40)[30:], SYNTAXES * 2, strict=False)
+        )
     ]
     good = jpegs + dicoms
     assert len(jpegs) == 50 and len(dicoms) == 10
@@ -88,7 +90,9 @@ def test_dropped_files_are_each_scored_once_with_the_probability_predict_gives(
         # Most files copied at once, three written slowly, five dropped a second time under other names.
         slow = good[:3]
         writers = [
-            threading.Thread(target=write_slowly, args=(src, batch / f"slow-{label(src)}"), kwargs={"seconds": 4})
+            threading.Thread(
+                target=write_slowly, args=(src, batch / f"slow-{label(src)}"), kwargs={"seconds": 4}
+            )
             for src in slow
         ]
         for w in writers:
@@ -104,8 +108,11 @@ def test_dropped_files_are_each_scored_once_with_the_probability_predict_gives(
             w.join()
 
         expected = len(good) + len(bad)
-        wait_for(lambda: len(image_rows(pg_url)) == expected and queued_count(pg_url) == 0,
-                 timeout=240, what=f"{expected} images scored or failed")
+        wait_for(
+            lambda: len(image_rows(pg_url)) == expected and queued_count(pg_url) == 0,
+            timeout=240,
+            what=f"{expected} images scored or failed",
+        )
         assert worker.alive(), worker.text()[-3000:]
     finally:
         ingester.stop()
@@ -138,8 +145,9 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_scores_nothing_twice(
     sources = dataset_images("benign", 12) + dataset_images("malignant", 12)
     for src in sources:
         with Image.open(src) as im:
-            im.resize((3000, 2250), Image.Resampling.BILINEAR).save(batch / f"{src.stem}-{src.parent.name}.png",
-                                                                       compress_level=1)
+            im.resize((3000, 2250), Image.Resampling.BILINEAR).save(
+                batch / f"{src.stem}-{src.parent.name}.png", compress_level=1
+            )
     files = sorted(batch.iterdir())
 
     worker = Process(["worker", "--concurrency", "1"], env=pipeline_env, log=tmp_path / "worker1.log")
@@ -150,8 +158,11 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_scores_nothing_twice(
         killed_at = len(image_rows(pg_url))
         restarted = Process(["worker", "--concurrency", "1"], env=pipeline_env, log=tmp_path / "worker2.log")
         try:
-            wait_for(lambda: len(image_rows(pg_url)) == len(files) and queued_count(pg_url) == 0,
-                     timeout=240, what="every image scored after the restart")
+            wait_for(
+                lambda: len(image_rows(pg_url)) == len(files) and queued_count(pg_url) == 0,
+                timeout=240,
+                what="every image scored after the restart",
+            )
         finally:
             restarted.stop()
     finally:
