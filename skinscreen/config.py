@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 PLACEHOLDER_SECRETS = {"changethis", "change-me", "secret", "password"}
+MIN_SECRET_KEY_LENGTH = 32
 
 
 class Settings(BaseSettings):
@@ -51,6 +53,42 @@ class Settings(BaseSettings):
 
     visibility_timeout: int = Field(default=3600, ge=1)
     """Seconds before Redis hands an unacknowledged task to another worker."""
+
+    secret_key: SecretStr | None = None
+    """Signs the review page's session cookies; `skinscreen serve` needs one (32+ characters)."""
+
+    heatmap_dir: Path | None = None
+    """Where Grad-CAM heatmaps are cached; default: `heatmaps/` next to a SQLite file, else ./heatmaps."""
+
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    """A review page sign-in lasts this many hours."""
+
+    token_hours: float = Field(default=24.0, gt=0, le=24 * 365)
+    """An API bearer token from POST /api/token lasts this many hours."""
+
+    secure_cookies: bool = False
+    """Send the session cookie over HTTPS only; turn on behind a TLS-terminating proxy."""
+
+    def heatmap_folder(self) -> Path:
+        """`heatmap_dir`, or its default next to the SQLite database file."""
+        if self.heatmap_dir is not None:
+            return self.heatmap_dir
+        url = make_url(self.database_url)
+        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+            return Path(url.database).parent / "heatmaps"
+        return Path("heatmaps")
+
+    @field_validator("secret_key")
+    @classmethod
+    def _refuse_placeholder_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        secret = value.get_secret_value()
+        if secret.strip().lower() in PLACEHOLDER_SECRETS:
+            raise ValueError("SKINSCREEN_SECRET_KEY is a placeholder; set a random one")
+        if len(secret) < MIN_SECRET_KEY_LENGTH:
+            raise ValueError(f"SKINSCREEN_SECRET_KEY needs at least {MIN_SECRET_KEY_LENGTH} characters")
+        return value
 
     @field_validator("inbox", mode="before")
     @classmethod

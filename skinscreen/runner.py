@@ -19,7 +19,7 @@ from skinscreen.config import Settings
 from skinscreen.db import migrate
 from skinscreen.db.session import make_engine, make_session_factory
 from skinscreen.ingest.watcher import Ingester
-from skinscreen.models.classifier import load_classifier
+from skinscreen.models.classifier import Scorer, load_classifier
 from skinscreen.worker.scoring import BatchReport, score_ids
 
 logger = logging.getLogger(__name__)
@@ -50,12 +50,20 @@ class RunSummary:
         }
 
 
-def run_embedded(roots: list[Path], *, settings: Settings, once: bool, progress: bool = True) -> RunSummary:
+def run_embedded(
+    roots: list[Path],
+    *,
+    settings: Settings,
+    once: bool,
+    progress: bool = True,
+    classifier: Scorer | None = None,
+) -> RunSummary:
     """Watch (or, with `once`, take what is there) and score in process until done or interrupted."""
     migrate.upgrade(settings.database_url)
     engine = make_engine(settings.database_url)
     sessions = make_session_factory(engine)
-    classifier = load_classifier(settings.model, backend=settings.backend, threads=settings.threads)
+    if classifier is None:
+        classifier = load_classifier(settings.model, backend=settings.backend, threads=settings.threads)
     summary = RunSummary(model_version=classifier.version)
     bar = tqdm(total=0, unit="img", desc="scoring", disable=not progress, dynamic_ncols=True)
 

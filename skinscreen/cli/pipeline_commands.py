@@ -107,8 +107,11 @@ def ingest(
 )
 @click.option("--pool", type=click.Choice(["prefork", "solo"]), default="prefork", show_default=True)
 @click.option("--loglevel", default="INFO", show_default=True)
+@click.option(
+    "-n", "--hostname", help="Node name, for several workers on one host (Celery's %h is the host)."
+)
 @click.pass_obj
-def worker(settings: Settings, concurrency: int, pool: str, loglevel: str) -> None:
+def worker(settings: Settings, concurrency: int, pool: str, loglevel: str, hostname: str | None) -> None:
     """Run a Celery worker that scores batches (model loaded once per process, after the fork)."""
     import skinscreen.worker.tasks  # noqa: F401  (registers the tasks on the app)
     from skinscreen.models.classifier import default_threads
@@ -118,6 +121,7 @@ def worker(settings: Settings, concurrency: int, pool: str, loglevel: str) -> No
         # Processes x threads <= cores: the children read this when they load the model.
         os.environ["SKINSCREEN_THREADS"] = str(max(1, default_threads() // concurrency))
     app.conf.broker_url = settings.broker_url
+    extra = [f"--hostname={hostname}"] if hostname else []
     app.worker_main(
         [
             "worker",
@@ -128,6 +132,7 @@ def worker(settings: Settings, concurrency: int, pool: str, loglevel: str) -> No
             "--without-mingle",
             "-Q",
             "skinscreen",
+            *extra,
         ]
     )
 

@@ -110,3 +110,73 @@ class Prediction(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
 
     image: Mapped[Image] = relationship(back_populates="predictions")
+
+
+class Role(enum.StrEnum):
+    """What an account may do: reviewers read cases and record verdicts; admins also manage."""
+
+    reviewer = "reviewer"
+    admin = "admin"
+
+
+class Verdict(enum.StrEnum):
+    """A dermatologist's reading of a case."""
+
+    malignant = "malignant"
+    benign = "benign"
+    uncertain = "uncertain"
+
+
+class Account(Base):
+    """A person who signs in to the review page or the API; deactivated, never deleted."""
+
+    __tablename__ = "account"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[Role] = mapped_column(Enum(Role, name="account_role", native_enum=False, length=10))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class ApiToken(Base):
+    """A bearer token for the API; only the SHA-256 of the token is stored."""
+
+    __tablename__ = "api_token"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    account: Mapped[Account] = relationship()
+
+
+class Review(Base):
+    """One verdict on one image by one account; a case may collect several (second opinions)."""
+
+    __tablename__ = "review"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("image.id"), index=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id"), index=True)
+    verdict: Mapped[Verdict] = mapped_column(Enum(Verdict, name="verdict", native_enum=False, length=10))
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+    account: Mapped[Account] = relationship()
+
+
+class AuditEvent(Base):
+    """Who did what, when: case views, verdicts, sign-ins, account and queue changes. Append-only."""
+
+    __tablename__ = "audit_event"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("account.id"), index=True)
+    action: Mapped[str] = mapped_column(String(50), index=True)
+    image_id: Mapped[int | None] = mapped_column(ForeignKey("image.id"), index=True)
+    detail: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
