@@ -76,6 +76,7 @@ def ingest(
     from skinscreen.db import migrate
     from skinscreen.db.session import make_engine, make_session_factory
     from skinscreen.ingest import Ingester, celery_sender
+    from skinscreen.ingest.enqueue import queue_depth
 
     settings = _with(settings, batch_size=batch_size)
     migrate.upgrade(settings.database_url)
@@ -86,6 +87,7 @@ def ingest(
         sessions=make_session_factory(engine),
         send=celery_sender(settings),
         poll=poll,
+        backlog=lambda: queue_depth(settings.broker_url),
     )
     try:
         ingester.run(once=once)
@@ -117,6 +119,9 @@ def worker(settings: Settings, concurrency: int, pool: str, loglevel: str, hostn
     from skinscreen.models.classifier import default_threads
     from skinscreen.worker.app import app
 
+    # The pool's children build their own Settings from the environment: hand them ours.
+    os.environ["SKINSCREEN_DATABASE_URL"] = settings.database_url
+    os.environ["SKINSCREEN_BROKER_URL"] = settings.broker_url
     if settings.threads is None:
         # Processes x threads <= cores: the children read this when they load the model.
         os.environ["SKINSCREEN_THREADS"] = str(max(1, default_threads() // concurrency))

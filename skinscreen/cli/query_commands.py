@@ -9,6 +9,7 @@ import click
 
 from skinscreen.cli.base import FORMAT, write_rows
 from skinscreen.config import Settings
+from skinscreen.ingest.enqueue import queue_depth
 
 CASE_COLUMNS = ["path", "sha256", "state", "probability", "flagged", "model_version", "reason"]
 
@@ -71,19 +72,6 @@ def status(settings: Settings, fmt: str) -> None:
         click.echo(f"  failed: {count} x {reason}")
     for reason, count in report["refused_files"].items():
         click.echo(f"  refused: {count} x {reason}")
-
-
-def queue_depth(broker_url: str) -> int | None:
-    """Messages waiting in the Redis queue, or None when the broker cannot be reached."""
-    import redis
-
-    from skinscreen.worker.app import QUEUE
-
-    try:
-        client = redis.Redis.from_url(broker_url, socket_connect_timeout=1, socket_timeout=1)
-        return int(client.llen(QUEUE))
-    except (redis.RedisError, ValueError):
-        return None
 
 
 COMMANDS = [cases, status]

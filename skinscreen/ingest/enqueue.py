@@ -50,6 +50,22 @@ class Batcher:
         self.send(list(ids))
 
 
+def queue_depth(broker_url: str) -> int | None:
+    """Messages waiting in the Redis queue, or None when the broker cannot be reached."""
+    import redis
+
+    from skinscreen.worker.app import QUEUE
+
+    try:
+        client = redis.Redis.from_url(broker_url, socket_connect_timeout=1, socket_timeout=1)
+        try:
+            return int(client.llen(QUEUE))
+        finally:
+            client.close()
+    except (redis.RedisError, ValueError):
+        return None
+
+
 def celery_sender(settings: Settings) -> Sender:
     """Send `score_batch(ids)` by name through the broker; the task code is not imported here."""
     from skinscreen.worker.app import SCORE_BATCH, make_celery

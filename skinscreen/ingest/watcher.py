@@ -57,6 +57,7 @@ class Ingester:
         send: Sender,
         poll: bool = False,
         on_registered: Callable[[int, int], None] | None = None,
+        backlog: Callable[[], int | None] | None = None,
     ) -> None:
         self.roots = [Path(r).absolute() for r in roots]
         for root in self.roots:
@@ -66,6 +67,7 @@ class Ingester:
         self.sessions = sessions
         self.poll = poll
         self.on_registered = on_registered
+        self.backlog = backlog
         self.tracker = SettleTracker(settle_seconds=settings.settle_seconds)
         self.batcher = Batcher(size=settings.batch_size, wait=settings.batch_wait, send=self._send)
         self._send_to_queue = send
@@ -179,7 +181,13 @@ class Ingester:
 
     # -- sweeping -------------------------------------------------------------------
     def sweep(self, *, older_than: timedelta | None = None) -> int:
-        """Send again the images left queued too long (a lost message, a restarted Redis)."""
+        """Send again the images left queued too long (a lost message, a restarted Redis).
+
+        While the broker still holds messages, a queued image may simply be waiting its turn, so
+        the periodic sweep only runs once the queue is empty (or its depth is unknown).
+        """
+        if self.backlog is not None and (self.backlog() or 0) > 0:
+            return 0
         age = older_than if older_than is not None else timedelta(seconds=self.settings.sweep_after)
         with session_scope(self.sessions) as session:
             ids = queries.stale_queued(session, older_than=age)

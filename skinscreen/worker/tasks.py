@@ -9,7 +9,8 @@ from typing import Any
 
 from celery.signals import worker_process_init, worker_process_shutdown
 from kombu.exceptions import OperationalError as BrokerOperationalError
-from sqlalchemy.exc import DBAPIError, OperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from skinscreen.config import Settings
 from skinscreen.worker.app import SCORE_BATCH, app
@@ -49,7 +50,14 @@ def _close(**_: Any) -> None:
 @app.task(
     name=SCORE_BATCH,
     bind=True,
-    autoretry_for=(OperationalError, DBAPIError, BrokerOperationalError, ConnectionError),
+    # Connection errors only: a bad image is a stored result, never a retry.
+    autoretry_for=(
+        OperationalError,
+        InterfaceError,
+        BrokerOperationalError,
+        RedisConnectionError,
+        ConnectionError,
+    ),
     retry_backoff=2,
     retry_backoff_max=60,
     max_retries=20,
