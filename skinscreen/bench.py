@@ -231,3 +231,73 @@ def _wait(check: Any, timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out waiting for {what}")
         time.sleep(0.2)
+
+
+def rss_bytes() -> int:
+    """This process's resident set size (Linux /proc; 0 elsewhere)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def soak(
+    sources: Sequence[Path], *, settings: Settings, images: int, batch_size: int, warmup: int = 500
+) -> str:
+    """Score `images` rows through the worker's `score_ids` and report resident memory over time.
+
+    The rows point at the dataset files (each row with its own sha256 key), so the soak exercises
+    the worker's path (database, decode pool, model) without first writing thousands of copies.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from skinscreen.db import migrate, queries
+    from skinscreen.db.session import make_engine, make_session_factory, session_scope
+    from skinscreen.models.classifier import load_classifier
+    from skinscreen.worker.scoring import BatchReport, score_ids
+
+    classifier = load_classifier(settings.model, backend=settings.backend, threads=settings.threads)
+    with tempfile.TemporaryDirectory(prefix="skinscreen-soak-") as tmp:
+        url = f"sqlite:///{Path(tmp) / 'soak.db'}"
+        migrate.upgrade(url)
+        engine = make_engine(url)
+        sessions = make_session_factory(engine)
+        with session_scope(sessions) as session:
+            ids = [
+                queries.register_file(
+                    session,
+                    path=str(sources[i % len(sources)]),
+                    size=0,
+                    mtime_ns=i,
+                    sha256=f"{i:064x}",
+                    site="soak",
+                    folder="soak",
+                )[0]
+                for i in range(images)
+            ]
+        samples: list[tuple[int, int]] = []
+        report = BatchReport()
+        start = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=settings.threads or 2) as pool:
+            for i in range(0, len(ids), batch_size):
+                report.add(
+                    score_ids(ids[i : i + batch_size], sessions=sessions, classifier=classifier, pool=pool)
+                )
+                samples.append((min(i + batch_size, len(ids)), rss_bytes()))
+        seconds = time.perf_counter() - start
+        engine.dispose()
+    after_warmup = next(rss for done, rss in samples if done >= min(warmup, images))
+    peak = max(rss for done, rss in samples if done >= min(warmup, images))
+    final = samples[-1][1]
+    mib = 1024 * 1024
+    lines = [
+        f"soak: {report.scored} scored, {report.failed} failed in {seconds:.0f} s "
+        f"({report.scored / seconds:.1f} img/s)",
+        f"resident memory after {min(warmup, images)} images (warm-up): {after_warmup / mib:.0f} MiB",
+        f"peak after warm-up: {peak / mib:.0f} MiB ({peak / after_warmup:.3f} x)",
+        f"final after {images}: {final / mib:.0f} MiB ({final / after_warmup:.3f} x)",
+    ]
+    step = max(1, len(samples) // 10)
+    lines += [f"  {done:>6} images: {rss / mib:.0f} MiB" for done, rss in samples[::step]]
+    return "\n".join(lines)

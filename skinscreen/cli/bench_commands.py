@@ -40,17 +40,34 @@ from skinscreen.config import Settings
     show_default=True,
     help="A folder of dataset images to build the bench images from.",
 )
+@click.option(
+    "--soak",
+    type=int,
+    help="Instead: score this many images in one worker process and report "
+    "its resident memory over time (e.g. --soak 10000).",
+)
 @click.pass_obj
 def bench(
-    settings: Settings, images: int, size: str, workers: int, naive_images: int, batch_size: int, data: Path
+    settings: Settings,
+    images: int,
+    size: str,
+    workers: int,
+    naive_images: int,
+    batch_size: int,
+    data: Path,
+    soak: int | None,
 ) -> None:
     """Print the runtime's throughput, the pipeline's end to end, a naive baseline and their ratios."""
     from skinscreen.bench import render, run_bench
+    from skinscreen.bench import soak as run_soak
     from skinscreen.ingest.scanner import walk
 
     sources = sorted(walk(data))
     if not sources:
         raise click.UsageError(f"no images under {data}")
+    if soak:
+        click.echo(run_soak(sources, settings=settings, images=soak, batch_size=batch_size))
+        return
     sources = [sources[i % len(sources)] for i in range(images)]
     rows = run_bench(
         sources,

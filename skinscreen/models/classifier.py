@@ -103,6 +103,9 @@ def onnx_runtime(path: Path, *, threads: int | None) -> Runtime:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or default_threads()
     options.inter_op_num_threads = 1
+    # The arena keeps the peak of every batch shape it has seen: 3.9 GiB resident after a batch of
+    # 256 views at 224x224, against 0.3 GiB without it, for the same throughput on this CPU.
+    options.enable_cpu_mem_arena = False
     session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
 
