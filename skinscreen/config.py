@@ -45,8 +45,8 @@ class Settings(BaseSettings):
     model: str = "default"
     """Model name (shipped with the package) or path to a model directory."""
 
-    backend: Literal["auto", "onnx", "keras"] = "auto"
-    """Inference runtime: ONNX Runtime on CPU, Keras where a GPU is visible."""
+    backend: Literal["auto", "onnx", "onnx-int8", "keras"] = "auto"
+    """Inference runtime: auto picks ONNX Runtime on CPU and Keras where a GPU is visible."""
 
     threads: int | None = Field(default=None, ge=1)
     """Inference threads per process; default: the cores given to this process."""

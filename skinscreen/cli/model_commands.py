@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 import click
+import numpy as np
 
 from skinscreen.cli.base import write_rows
 from skinscreen.config import Settings
@@ -16,7 +17,9 @@ logger = logging.getLogger(__name__)
 MODEL = click.option(
     "--model", help="Model name or directory (default: SKINSCREEN_MODEL, else the shipped model)."
 )
-BACKEND = click.option("--backend", type=click.Choice(["auto", "onnx", "keras"]), help="Inference runtime.")
+BACKEND = click.option(
+    "--backend", type=click.Choice(["auto", "onnx", "onnx-int8", "keras"]), help="Inference runtime."
+)
 
 
 def expand(paths: tuple[Path, ...]) -> list[Path]:
@@ -175,4 +178,31 @@ def export(run_dir: Path, out: Path | None, name: str | None, test_dir: Path | N
     click.echo(f"exported {card['version']} to {out}")
 
 
-COMMANDS = [predict, evaluate, train, export]
+@click.command()
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--calibration",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    required=True,
+    help="Training images to calibrate on (a folder with benign/ and malignant/), never the test split.",
+)
+@click.option(
+    "--images", type=int, default=256, show_default=True, help="Calibration images, half per class."
+)
+def quantize(model_dir: Path, calibration: Path, images: int) -> None:
+    """Write MODEL_DIR/model.int8.onnx (use it with --backend onnx-int8)."""
+    from skinscreen.models.dataset import list_labelled
+    from skinscreen.models.quantize import quantize_model
+
+    files = list_labelled(calibration)
+    rng = np.random.default_rng(0)
+    chosen = [
+        files.paths[i]
+        for c in (0, 1)
+        for i in rng.permutation(np.nonzero(files.labels == c)[0])[: images // 2]
+    ]
+    out = quantize_model(model_dir, chosen)
+    click.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB) from {len(chosen)} calibration images")
+
+
+COMMANDS = [predict, evaluate, train, export, quantize]

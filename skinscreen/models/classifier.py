@@ -7,6 +7,7 @@ or when asked. Both compute the same network and agree within 1e-4.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -172,15 +173,21 @@ def load_classifier(
     """Load a model directory with the chosen runtime (`auto`: Keras on a GPU, ONNX Runtime on CPU)."""
     model_dir = resolve_model_dir(name_or_path)
     card = read_card(model_dir)
-    onnx_path, keras_path = model_dir / "model.onnx", model_dir / "model.keras"
+    files = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx", "keras": "model.keras"}
     if backend == "auto":
-        backend = "onnx" if onnx_path.exists() and not _gpu_visible_cheaply() else "keras"
-    path = onnx_path if backend == "onnx" else keras_path
+        backend = "onnx" if (model_dir / "model.onnx").exists() and not _gpu_visible_cheaply() else "keras"
+    if backend not in files:
+        raise ModelError(f"unknown backend {backend!r}; expected auto or one of {sorted(files)}")
+    path = model_dir / files[backend]
     if not path.exists():
         raise ModelError(f"{model_dir} has no {path.name} for the {backend} backend")
-    factory = onnx_runtime if backend == "onnx" else keras_runtime
+    factory = keras_runtime if backend == "keras" else onnx_runtime
     logger.info("loading model %s (%s backend) from %s", card.version, backend, model_dir)
-    return Classifier(card, factory(path, threads=threads), backend)
+    classifier = Classifier(card, factory(path, threads=threads), backend)
+    if backend == "onnx-int8":
+        # Another network computes the scores: keep its version apart in the predictions table.
+        classifier.card = dataclasses.replace(card, version=f"{card.version}-int8")
+    return classifier
 
 
 def _gpu_visible_cheaply() -> bool:
