@@ -52,6 +52,10 @@ def run(
     from skinscreen.runner import run_embedded
 
     settings = _with(settings, model=model, batch_size=batch_size)
+    if logging.getLogger().level >= logging.INFO:
+        # The progress bar and the summary say it all; per-file and per-batch lines come with -v.
+        for name in ("skinscreen.ingest", "skinscreen.worker"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     summary = run_embedded(_inboxes(settings, inbox), settings=settings, once=once).as_dict()
     if fmt == "json":
         click.echo(json.dumps(summary, indent=1))

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 
+from kombu.exceptions import OperationalError as KombuOperationalError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
@@ -28,6 +29,8 @@ from skinscreen.ingest.settle import Ready, SettleTracker
 logger = logging.getLogger(__name__)
 
 SWEEP_EVERY = 60.0
+RETRY_WAIT = 2.0
+SERVICE_ERRORS = (SQLAlchemyError, KombuOperationalError, ConnectionError)
 
 
 class _EventQueue(FileSystemEventHandler):
@@ -219,24 +222,37 @@ class Ingester:
         """Ingest until stopped (`once`: take what is there now, send it, return)."""
         if not once:
             self.start_observer()
+        started = False
+        last_scan = last_sweep = time.monotonic()
         try:
-            self.send_unsent()
-            self.scan()
-            last_scan = last_sweep = time.monotonic()
             while not self.stop_event.is_set():
-                self.drain_events()
-                self.register_ready()
-                self.batcher.tick()
-                if once and len(self.tracker) == 0:
-                    self.batcher.flush()
-                    return
-                now = time.monotonic()
-                if now - last_scan >= self.settings.rescan_interval:
-                    self.scan()
-                    last_scan = now
-                if now - last_sweep >= min(SWEEP_EVERY, self.settings.sweep_after):
-                    self.sweep()
-                    last_sweep = now
+                try:
+                    if not started:
+                        self.send_unsent()
+                        self.scan()
+                        started, last_scan, last_sweep = True, time.monotonic(), time.monotonic()
+                    self.drain_events()
+                    self.register_ready()
+                    self.batcher.tick()
+                    if once and len(self.tracker) == 0:
+                        self.batcher.flush()
+                        return
+                    now = time.monotonic()
+                    if now - last_scan >= self.settings.rescan_interval:
+                        self.scan()
+                        last_scan = now
+                    if now - last_sweep >= min(SWEEP_EVERY, self.settings.sweep_after):
+                        self.sweep()
+                        last_sweep = now
+                except SERVICE_ERRORS as exc:
+                    # The database or the broker is away (a restart): keep every file and id, try again.
+                    logger.warning(
+                        "database or broker unavailable (%s); retrying in %.0f s",
+                        type(exc).__name__,
+                        RETRY_WAIT,
+                    )
+                    self.stop_event.wait(RETRY_WAIT)
+                    continue
                 self.stop_event.wait(tick)
             self.batcher.flush()
         finally:

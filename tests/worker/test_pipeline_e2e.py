@@ -13,8 +13,6 @@ from tests.conftest import dataset_images
 from tests.dicom_factory import SYNTAXES, make_dicom
 from tests.worker.pipeline import (
     Process,
-    cli,
-    env_for,
     image_rows,
     predict_by_sha,
     queued_count,
@@ -26,23 +24,6 @@ from tests.worker.pipeline import (
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 MODEL_VERSION = "tiny-test"
-
-
-@pytest.fixture
-def pipeline_env(pg_url: str, redis_url: str, tiny_model: Path) -> dict[str, str]:
-    env = env_for(
-        database_url=pg_url,
-        broker_url=redis_url,
-        model=tiny_model,
-        settle_seconds=1.0,
-        batch_size=8,
-        batch_wait=1.0,
-        visibility_timeout=10,
-        sweep_after=20,
-        threads=1,
-    )
-    cli(["db", "upgrade"], env=env)
-    return env
 
 
 def label(src: Path) -> str:
