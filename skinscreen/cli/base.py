@@ -58,7 +58,9 @@ def cli(ctx: click.Context, database_url: str | None, verbose: int, quiet: bool)
     try:
         ctx.obj = Settings(**overrides)
     except ValidationError as exc:
-        raise click.UsageError(f"bad settings: {exc}") from exc
+        # Only where and what: pydantic's own text repeats the value, which may be a secret.
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise click.UsageError(f"bad settings: {problems}") from exc
 
 
 def main() -> None:

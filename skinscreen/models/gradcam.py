@@ -110,7 +110,8 @@ class GradCam:
     def explain_pixels(self, pixels: npt.NDArray[np.uint8], *, tta: str = "none") -> Heatmap:
         """One (H, W, 3) uint8 image -> its (s, s) heatmap (resized as for scoring)."""
         model_input = resize_pixels(pixels, size=self.input_size)
-        return self.explain(model_input[np.newaxis], tta=tta)[0]
+        heatmap: Heatmap = self.explain(model_input[np.newaxis], tta=tta)[0]
+        return heatmap
 
 
 def load_gradcam(model_dir: Path) -> GradCam:
@@ -164,7 +165,7 @@ def resize_heatmap(heatmap: Heatmap, *, width: int, height: int) -> Heatmap:
     """Bilinear resize of a 0..1 map to (height, width)."""
     if heatmap.shape == (height, width):
         return heatmap
-    im = Image.fromarray(np.asarray(heatmap, dtype=np.float32), mode="F")
+    im = Image.fromarray(np.asarray(heatmap, dtype=np.float32))
     resized = im.resize((width, height), Image.Resampling.BILINEAR)
     return np.asarray(np.clip(np.asarray(resized), 0.0, 1.0), dtype=np.float32)
 
@@ -177,7 +178,9 @@ def colourise(heatmap: Heatmap, *, cmap: str = "jet") -> npt.NDArray[np.uint8]:
     return np.asarray(np.rint(rgba[..., :3] * 255), dtype=np.uint8)
 
 
-def overlay(pixels: npt.NDArray[np.uint8], heatmap: Heatmap, *, strength: float = 0.6) -> npt.NDArray[np.uint8]:
+def overlay(
+    pixels: npt.NDArray[np.uint8], heatmap: Heatmap, *, strength: float = 0.6
+) -> npt.NDArray[np.uint8]:
     """Draw the map over the image: colour weighted by heat, so cold areas keep the image as it is."""
     h, w = pixels.shape[:2]
     heat = resize_heatmap(heatmap, width=w, height=h)

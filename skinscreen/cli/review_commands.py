@@ -1,0 +1,130 @@
+"""Review commands: serve (the review API and page), users, reviews export."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from skinscreen.config import Settings
+
+logger = logging.getLogger(__name__)
+
+
+@click.command()
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, envvar="SKINSCREEN_HOST", help="Address to bind."
+)
+@click.option(
+    "--port", default=8000, show_default=True, type=click.IntRange(1, 65535), envvar="SKINSCREEN_PORT"
+)
+@click.option("--model", help="Model name or directory for heatmaps (default: the shipped model).")
+@click.pass_obj
+def serve(settings: Settings, host: str, port: int, model: str | None) -> None:
+    """Serve the review API (OpenAPI at /docs) and the review page; needs SKINSCREEN_SECRET_KEY."""
+    import uvicorn
+
+    from skinscreen.db import migrate
+    from skinscreen.review import create_app
+
+    if settings.secret_key is None:
+        raise click.UsageError("set SKINSCREEN_SECRET_KEY to 32+ random characters to sign session cookies")
+    if model:
+        settings = settings.model_copy(update={"model": model})
+    migrate.upgrade(settings.database_url)
+    app = create_app(settings)
+    logger.info("review server on http://%s:%d", host, port)
+    uvicorn.run(app, host=host, port=port, log_config=None, proxy_headers=True)
+
+
+@click.group()
+def users() -> None:
+    """Accounts of the review page and API."""
+
+
+@users.command("add")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["reviewer", "admin"]), default="reviewer", show_default=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
+@click.pass_obj
+def add_user(settings: Settings, name: str, role: str, password_stdin: bool) -> None:
+    """Create an account NAME (the password is asked twice, or read with --password-stdin)."""
+    from sqlalchemy.exc import IntegrityError
+
+    from skinscreen.db import migrate, review_queries
+    from skinscreen.db.session import make_engine, make_session_factory, session_scope
+    from skinscreen.db.tables import Role
+    from skinscreen.review.passwords import WeakPasswordError, hash_password, valid_name
+
+    if not valid_name(name):
+        raise click.BadParameter("letters, digits and . _ @ - only, up to 100 characters", param_hint="NAME")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        password_hash = hash_password(password)
+    except WeakPasswordError as exc:
+        raise click.UsageError(str(exc)) from exc
+    migrate.upgrade(settings.database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            account = review_queries.add_account(
+                session, name=name, role=Role(role), password_hash=password_hash
+            )
+            account_id = account.id
+    except IntegrityError as exc:
+        raise click.ClickException(f"an account named {name!r} exists") from exc
+    finally:
+        engine.dispose()
+    click.echo(f"account {account_id} ({role}) created")
+
+
+@users.command("list")
+@click.pass_obj
+def list_users(settings: Settings) -> None:
+    """List accounts: name, role, active, created."""
+    from skinscreen.cli.base import write_rows
+    from skinscreen.db import review_queries
+    from skinscreen.db.session import make_engine, make_session_factory, session_scope
+
+    engine = make_engine(settings.database_url)
+    with session_scope(make_session_factory(engine)) as session:
+        rows = [
+            {"id": a.id, "name": a.name, "role": a.role.value, "active": a.active, "created": a.created_at}
+            for a in review_queries.list_accounts(session)
+        ]
+    engine.dispose()
+    write_rows(rows, fmt="table", columns=["id", "name", "role", "active", "created"])
+
+
+@click.group()
+def reviews() -> None:
+    """Reviewers' verdicts."""
+
+
+@reviews.command("export")
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="File (default: stdout)."
+)
+@click.pass_obj
+def export_reviews(settings: Settings, output: Path | None) -> None:
+    """Write every verdict as CSV, oldest first, with the case's score and identifiers."""
+    from skinscreen.db import review_queries
+    from skinscreen.db.session import make_engine, make_session_factory, session_scope
+    from skinscreen.review.exports import REVIEW_COLUMNS, csv_chunks
+
+    engine = make_engine(settings.database_url)
+    with contextlib.ExitStack() as stack:
+        session = stack.enter_context(session_scope(make_session_factory(engine)))
+        out = stack.enter_context(output.open("w", encoding="utf-8")) if output else sys.stdout
+        for chunk in csv_chunks(review_queries.all_reviews(session), columns=REVIEW_COLUMNS):
+            out.write(chunk)
+    engine.dispose()
+
+
+COMMANDS = [serve, users, reviews]

@@ -1,0 +1,239 @@
+"""Request and response bodies of the review API, and the query models that validate filters."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from skinscreen.db.review_queries import CaseFilter
+from skinscreen.db.tables import Role, State, Verdict
+from skinscreen.review.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, NAME_PATTERN
+
+logger = logging.getLogger(__name__)
+
+MAX_ID = 2**31 - 1
+"""Ids are 32-bit integers in the database; a larger one is a 422, not a database error."""
+MAX_PAGE = 100_000
+
+
+def _storable(value: str) -> str:
+    # PostgreSQL text cannot hold NUL, and lone surrogates (legal in JSON escapes) cannot be encoded.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("must be valid Unicode text") from exc
+    return value
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("date out of range") from exc
+
+
+def _aware(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; every time in the database is UTC.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+Text = Annotated[str, AfterValidator(_storable)]
+Timestamp = Annotated[datetime, AfterValidator(_aware)]
+Label = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+UtcDatetime = Annotated[datetime | None, AfterValidator(_utc)]
+Probability = Annotated[float | None, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+Password = Annotated[Text, Field(min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH)]
+
+
+class CaseFilterQuery(BaseModel):
+    """Filters shared by the case list and the CSV export; unknown parameters are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    flagged: bool | None = None
+    reviewed: bool | None = None
+    state: State | None = None
+    site: Label | None = None
+    batch: int | None = Field(default=None, ge=1, le=MAX_ID)
+    since: UtcDatetime = Field(default=None, description="registered at or after (naive: UTC)")
+    until: UtcDatetime = Field(default=None, description="registered before (naive: UTC)")
+    min_probability: Probability = None
+    max_probability: Probability = None
+    sort: Literal["probability", "created", "id"] = "probability"
+    order: Literal["asc", "desc"] = "desc"
+
+    @model_validator(mode="after")
+    def _ranges(self) -> CaseFilterQuery:
+        if self.since and self.until and self.since > self.until:
+            raise ValueError("since must not be after until")
+        low, high = self.min_probability, self.max_probability
+        if low is not None and high is not None and low > high:
+            raise ValueError("min_probability must not exceed max_probability")
+        return self
+
+    def to_filter(self) -> CaseFilter:
+        return CaseFilter(
+            flagged=self.flagged,
+            reviewed=self.reviewed,
+            state=self.state,
+            site=self.site,
+            batch_id=self.batch,
+            since=self.since,
+            until=self.until,
+            min_probability=self.min_probability,
+            max_probability=self.max_probability,
+        )
+
+
+class CaseListQuery(CaseFilterQuery):
+    page: int = Field(default=1, ge=1, le=MAX_PAGE)
+    per_page: int = Field(default=50, ge=1, le=500)
+
+
+class AuditQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Annotated[str, Field(max_length=50, pattern=r"^[a-z_]+$")] | None = None
+    case: int | None = Field(default=None, ge=1, le=MAX_ID)
+    account: Name | None = None
+    page: int = Field(default=1, ge=1, le=MAX_PAGE)
+    per_page: int = Field(default=100, ge=1, le=1000)
+
+
+class CaseOut(BaseModel):
+    id: int
+    batch_id: int | None
+    site: str | None
+    format: str | None
+    state: State
+    reason: str | None
+    probability: float | None
+    flagged: bool | None
+    threshold: float | None
+    model_version: str | None
+    reviews: int
+    created_at: Timestamp
+
+
+class VerdictOut(BaseModel):
+    id: int
+    verdict: Verdict
+    note: str | None
+    reviewer: str
+    created_at: Timestamp
+
+
+class CaseDetail(CaseOut):
+    sha256: str
+    file_name: str
+    study_uid: str | None
+    series_uid: str | None
+    sop_uid: str | None
+    sop_class_uid: str | None
+    body_site: str | None
+    acquisition_date: str | None
+    verdicts: list[VerdictOut]
+
+
+class CasePage(BaseModel):
+    items: list[CaseOut]
+    total: int
+    page: int
+    per_page: int
+
+
+class VerdictIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    verdict: Verdict
+    note: Annotated[Text, Field(max_length=2000)] | None = None
+
+
+class BatchOut(BaseModel):
+    id: int
+    site: str
+    folder: str
+    first_seen: Timestamp
+    last_seen: Timestamp
+    files: int
+    queued: int
+    scored: int
+    flagged: int
+    failed: int
+    failed_by_reason: dict[str, int]
+    reviewed: int
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_at: Timestamp
+
+
+class Me(BaseModel):
+    name: str
+    role: Role
+
+
+class AccountIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    role: Role = Role.reviewer
+    password: Password
+
+
+class AccountPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role | None = None
+    active: bool | None = None
+    password: Password | None = None
+
+
+class AccountOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    role: Role
+    active: bool
+    created_at: Timestamp
+
+
+class RequeueIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[Text, Field(max_length=2000)] | None = None
+
+
+class RequeueOut(BaseModel):
+    requeued: int
+
+
+class AuditEventOut(BaseModel):
+    id: int
+    account: str | None
+    action: str
+    image_id: int | None
+    detail: str | None
+    created_at: Timestamp
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEventOut]
+    total: int
+    page: int
+    per_page: int
+
+
+def page_of(model: type[BaseModel], rows: list[dict[str, Any]]) -> list[Any]:
+    return [model.model_validate(r) for r in rows]

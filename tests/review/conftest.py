@@ -1,0 +1,177 @@
+"""Fixtures for the review server: a filled database, accounts, an app and clients."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from PIL import Image, ImageDraw
+from pydantic import SecretStr
+
+from skinscreen.config import Settings
+from skinscreen.db import migrate, queries, review_queries
+from skinscreen.db.queries import Outcome
+from skinscreen.db.session import make_engine, make_session_factory, session_scope
+from skinscreen.db.tables import Role
+from skinscreen.images import read_image
+from skinscreen.review import create_app
+from skinscreen.review.passwords import hash_password
+from tests.conftest import DATA, PG_URL, REPO, dataset_images, service_unavailable
+
+SECRET = SecretStr("test-secret-key-0123456789abcdefghijklmnopqrstuvwxyz")
+PASSWORDS = {"alice": "alice-password-1", "root": "root-password-12"}
+MODEL_VERSION = "tiny-test"
+DICOM_SAMPLE = REPO / "tests" / "data" / "isic_test_malignant_13_jpeg_baseline.dcm"
+# (name, site, probability or failure reason or None for still queued)
+CASES: list[tuple[str, str, float | str | None]] = [
+    ("a1", "siteA", 0.97),
+    ("a2", "siteA", 0.91),
+    ("a3", "siteA", 0.62),
+    ("a4", "siteA", 0.12),
+    ("a5", "siteA", "not an image: unrecognised file content"),
+    ("a6", "siteA", None),
+    ("b1", "siteB", 0.85),
+    ("b2", "siteB", 0.30),
+]
+THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class Seeded:
+    """A filled database: its URL, the case ids by name, the account ids by name."""
+
+    url: str
+    ids: dict[str, int]
+    accounts: dict[str, int]
+
+    @property
+    def queue(self) -> list[int]:
+        """Flagged ids, highest probability first."""
+        return [self.ids[n] for n in ("a1", "a2", "b1", "a3")]
+
+
+def draw_lesion(path: Path, *, seed: int, size: int = 224) -> Path:
+    """A brown blob on skin-coloured noise, different for every seed."""
+    rng = np.random.default_rng(seed)
+    skin = np.array([224, 180, 160]) + rng.normal(0, 8, (size, size, 3))
+    im = Image.fromarray(np.clip(skin, 0, 255).astype(np.uint8))
+    r = size // 4 + seed % 20
+    cx, cy = size // 2 + seed % 11 - 5, size // 2 - seed % 7 + 3
+    ImageDraw.Draw(im).ellipse((cx - r, cy - r, cx + r, cy + r), fill=(110 - seed % 30, 70, 50))
+    im.save(path, format="JPEG", quality=90)
+    return path
+
+
+def lesion_files(folder: Path, count: int) -> list[Path]:
+    """Dataset images when the dataset is here (nicer screenshots), drawn lesions otherwise."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if DATA.is_dir():
+        sources = dataset_images("malignant", count)
+        return [Path(shutil.copy(src, folder / f"case{i}.jpg")) for i, src in enumerate(sources)]
+    return [draw_lesion(folder / f"case{i}.jpg", seed=i) for i in range(count)]
+
+
+def seed_database(
+    url: str, files: Path, *, model_version: str = MODEL_VERSION, threshold: float = THRESHOLD
+) -> Seeded:
+    """Migrate `url`, then register the CASES with their (fixed) scores and the two accounts."""
+    migrate.upgrade(url)
+    paths = lesion_files(files / "inbox", len(CASES))
+    paths[CASES.index(next(c for c in CASES if c[0] == "b1"))] = Path(
+        shutil.copy(DICOM_SAMPLE, files / "inbox" / "b1.dcm")
+    )
+    engine = make_engine(url)
+    ids: dict[str, int] = {}
+    accounts: dict[str, int] = {}
+    with session_scope(make_session_factory(engine)) as session:
+        outcomes = []
+        for (name, site, result), path in zip(CASES, paths, strict=True):
+            ids[name], _ = queries.register_file(
+                session,
+                path=str(path),
+                size=path.stat().st_size,
+                mtime_ns=1,
+                sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+                site=site,
+                folder=f"/inbox/{site}/2026-11-27",
+            )
+            loaded = read_image(path)
+            dicom = asdict(loaded.dicom) if loaded.dicom else None
+            if isinstance(result, float):
+                outcomes.append(Outcome(ids[name], probability=result, format=loaded.format, dicom=dicom))
+            elif isinstance(result, str):
+                outcomes.append(Outcome(ids[name], reason=result))
+        queries.save_outcomes(session, outcomes, model_version=model_version, threshold=threshold)
+        for name, role in (("alice", Role.reviewer), ("root", Role.admin)):
+            account = review_queries.add_account(
+                session, name=name, role=role, password_hash=hash_password(PASSWORDS[name])
+            )
+            accounts[name] = account.id
+    engine.dispose()
+    return Seeded(url=url, ids=ids, accounts=accounts)
+
+
+def review_settings(url: str, *, tmp: Path, model: Path) -> Settings:
+    return Settings(database_url=url, secret_key=SECRET, heatmap_dir=tmp / "heatmaps", model=str(model))
+
+
+def token_for(client: TestClient, name: str) -> dict[str, str]:
+    """Authorization headers with a fresh bearer token for `name`."""
+    response = client.post("/api/token", data={"username": name, "password": PASSWORDS[name]})
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+@pytest.fixture(scope="module")
+def pg_module_url() -> Iterator[str]:
+    """A PostgreSQL schema shared by one module's read-only tests, dropped afterwards."""
+    import sqlalchemy as sa
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_URL)
+    try:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        service_unavailable("PostgreSQL at 127.0.0.1:5432", exc)
+    yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture
+def seeded(pg_url: str, tmp_path: Path) -> Seeded:
+    return seed_database(pg_url, tmp_path)
+
+
+@pytest.fixture
+def app(seeded: Seeded, tmp_path: Path, tiny_model: Path) -> FastAPI:
+    return create_app(review_settings(seeded.url, tmp=tmp_path, model=tiny_model))
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="module")
+def shared(
+    pg_module_url: str, tmp_path_factory: pytest.TempPathFactory, tiny_model: Path
+) -> Iterator[tuple[TestClient, Seeded, dict[str, dict[str, str]]]]:
+    """One client over one filled database for tests that change nothing that matters to the others."""
+    tmp = tmp_path_factory.mktemp("shared")
+    seeded = seed_database(pg_module_url, tmp)
+    with TestClient(create_app(review_settings(seeded.url, tmp=tmp, model=tiny_model))) as test_client:
+        tokens = {name: token_for(test_client, name) for name in PASSWORDS}
+        yield test_client, seeded, tokens
