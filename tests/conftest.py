@@ -7,6 +7,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -91,9 +92,9 @@ def service_unavailable(what: str, exc: Exception) -> None:
     pytest.skip(message)
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh schema in the local PostgreSQL for each test, dropped afterwards."""
+@contextmanager
+def fresh_pg_schema() -> Iterator[str]:
+    """A new schema in the local PostgreSQL (its URL), dropped afterwards."""
     import sqlalchemy as sa
 
     schema = f"t_{uuid.uuid4().hex[:12]}"
@@ -104,11 +105,17 @@ def pg_url() -> Iterator[str]:
     except sa.exc.OperationalError as exc:
         admin.dispose()
         service_unavailable("PostgreSQL at 127.0.0.1:5432", exc)
-    url = f"{PG_URL}?options=-csearch_path%3D{schema}"
-    yield url
+    yield f"{PG_URL}?options=-csearch_path%3D{schema}"
     with admin.begin() as conn:
         conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
     admin.dispose()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh schema for each test."""
+    with fresh_pg_schema() as url:
+        yield url
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from skinscreen.db.tables import Role
 from skinscreen.images import read_image
 from skinscreen.review import create_app
 from skinscreen.review.passwords import hash_password
-from tests.conftest import DATA, PG_URL, REPO, dataset_images, service_unavailable
+from tests.conftest import DATA, REPO, dataset_images, fresh_pg_schema
 
 SECRET = SecretStr("test-secret-key-0123456789abcdefghijklmnopqrstuvwxyz")
 PASSWORDS = {"alice": "alice-password-1", "root": "root-password-12"}
@@ -133,20 +132,8 @@ def token_for(client: TestClient, name: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def pg_module_url() -> Iterator[str]:
     """A PostgreSQL schema shared by one module's read-only tests, dropped afterwards."""
-    import sqlalchemy as sa
-
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_URL)
-    try:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        service_unavailable("PostgreSQL at 127.0.0.1:5432", exc)
-    yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    with fresh_pg_schema() as url:
+        yield url
 
 
 @pytest.fixture
