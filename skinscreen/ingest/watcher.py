@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 SWEEP_EVERY = 60.0
 RETRY_WAIT = 2.0
+REGISTER_CHUNK = 128
 SERVICE_ERRORS = (SQLAlchemyError, KombuOperationalError, ConnectionError)
 
 
@@ -122,24 +123,29 @@ class Ingester:
 
     # -- registering ----------------------------------------------------------------
     def register_ready(self) -> int:
-        """Hash and register complete files; return how many were taken."""
+        """Hash and register complete files; return how many were taken.
+
+        A large drop is registered a chunk at a time, each chunk's batches sent as soon as it is
+        committed, so the workers start on the first files while the rest are still being hashed.
+        """
         ready = self.tracker.ready()
-        if not ready:
-            return 0
-        new_ids: list[int] = []
-        try:
-            with session_scope(self.sessions) as session:
-                for item in ready:
-                    image_id = self._register_one(session, item)
-                    if image_id is not None:
-                        new_ids.append(image_id)
-        except SQLAlchemyError as exc:
-            # Nothing is lost: the files go back to the tracker and are tried again.
-            logger.warning("database unavailable while registering (%s); will retry", type(exc).__name__)
-            for item in ready:
-                self.tracker.touch(item.path)
-            return 0
-        self.batcher.add(new_ids)
+        chunk = max(REGISTER_CHUNK, self.settings.batch_size)
+        for start in range(0, len(ready), chunk):
+            part = ready[start : start + chunk]
+            new_ids: list[int] = []
+            try:
+                with session_scope(self.sessions) as session:
+                    for item in part:
+                        image_id = self._register_one(session, item)
+                        if image_id is not None:
+                            new_ids.append(image_id)
+            except SQLAlchemyError as exc:
+                # Nothing is lost: the files go back to the tracker and are tried again.
+                logger.warning("database unavailable while registering (%s); will retry", type(exc).__name__)
+                for item in ready[start:]:
+                    self.tracker.touch(item.path)
+                return start
+            self.batcher.add(new_ids)
         return len(ready)
 
     def _register_one(self, session: Session, item: Ready) -> int | None:

@@ -92,6 +92,7 @@ def render(card: dict[str, Any]) -> str:
         "- Validation (used to pick the epoch and the threshold): "
         + ", ".join(f"{k} {v:.4f}" for k, v in tr.get("validation", {}).items()),
         *([f"- Note: {tr['threshold_note']}"] if tr.get("threshold_note") else []),
+        *([f"- Chosen as the shipped model: {card['selection']}"] if card.get("selection") else []),
         "",
         "Recipe choices:",
         "",
@@ -113,6 +114,18 @@ def render(card: dict[str, Any]) -> str:
             "",
             f"ONNX Runtime vs Keras over the test split: max abs difference "
             f"{test['onnx_vs_keras_max_abs_diff']:.2e}.",
+            "",
+        ]
+    int8 = card.get("int8_test")
+    if int8:
+        lines += [
+            "## int8 copy (`--backend onnx-int8`)",
+            "",
+            f"{card['files']['model.int8.onnx']['method']}, calibrated on "
+            f"{card['files']['model.int8.onnx']['calibration_images']} training images. On the test split: "
+            f"ROC AUC {int8['roc_auc']:.4f} (float {int8['float_roc_auc']:.4f}), max abs probability "
+            f"difference {int8['max_abs_diff']:.3f}, {int8['speedup']:.1f} x the float throughput here. "
+            "It uses the float model's threshold.",
             "",
         ]
     lines += [
