@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from skinscreen.errors import ModelError
-from skinscreen.models.preprocess import average_views, tta_views
+from skinscreen.models.preprocess import average_views, view_list
 
 logger = logging.getLogger(__name__)
 
@@ -162,10 +162,14 @@ class Classifier:
             raise ModelError(f"expected (N, {self.input_size}, {self.input_size}, 3), got {batch.shape}")
         if len(batch) == 0:
             return np.zeros(0, dtype=np.float64)
-        views = tta_views(batch, self.card.tta)
-        # The runtime sees at most MAX_RUNTIME_BATCH inputs at once (see its comment).
+        # View by view, at most MAX_RUNTIME_BATCH inputs a call (see its comment); each slice is
+        # copied once, into the float32 array the runtime reads, instead of stacking all views first.
         probs = np.concatenate(
-            [self._runtime(views[i : i + MAX_RUNTIME_BATCH]) for i in range(0, len(views), MAX_RUNTIME_BATCH)]
+            [
+                self._runtime(view[i : i + MAX_RUNTIME_BATCH])
+                for view in view_list(batch, self.card.tta)
+                for i in range(0, len(batch), MAX_RUNTIME_BATCH)
+            ]
         )
         return average_views(probs, n=len(batch)) if self.card.tta != "none" else probs
 

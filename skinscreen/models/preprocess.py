@@ -30,21 +30,26 @@ def to_model_input(path: Path, *, size: int) -> np.ndarray:
 TTA_MODES = ("none", "flip4", "dihedral8")
 
 
-def tta_views(batch: np.ndarray, mode: str) -> np.ndarray:
-    """Stack the test-time views of a (N, s, s, 3) batch: (k*N, s, s, 3), view-major.
+def view_list(batch: np.ndarray, mode: str) -> list[np.ndarray]:
+    """The test-time views of a (N, s, s, 3) batch, as numpy views (nothing is copied).
 
     Lesions have no up, down, left or right, so the model's average over flips (and transposes,
     for `dihedral8`) is a steadier score than any single view.
     """
     if mode == "none":
-        return batch
+        return [batch]
     views = [batch, batch[:, :, ::-1], batch[:, ::-1], batch[:, ::-1, ::-1]]
     if mode == "dihedral8":
         t = batch.transpose(0, 2, 1, 3)
         views += [t, t[:, :, ::-1], t[:, ::-1], t[:, ::-1, ::-1]]
     elif mode != "flip4":
         raise ValueError(f"unknown test-time augmentation {mode!r}; expected one of {TTA_MODES}")
-    return np.ascontiguousarray(np.concatenate(views))
+    return views
+
+
+def tta_views(batch: np.ndarray, mode: str) -> np.ndarray:
+    """The test-time views stacked: (k*N, s, s, 3), view-major."""
+    return np.ascontiguousarray(np.concatenate(view_list(batch, mode)))
 
 
 def average_views(probs: np.ndarray, *, n: int) -> np.ndarray:
