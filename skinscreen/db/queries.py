@@ -203,7 +203,8 @@ def requeue(session: Session, *, state: State, reason: str | None = None) -> lis
     return ids
 
 
-def _latest_prediction() -> Any:
+def latest_prediction() -> Any:
+    """Per image, the id (`pid`) of its newest prediction, as a subquery."""
     latest = select(Prediction.image_id, func.max(Prediction.id).label("pid")).group_by(Prediction.image_id)
     return latest.subquery()
 
@@ -212,7 +213,7 @@ def cases_query(
     *, flagged: bool | None = None, state: str | None = None, since: datetime | None = None
 ) -> Select[Image, Prediction, str]:
     """Images with their latest prediction, highest probability first."""
-    latest = _latest_prediction()
+    latest = latest_prediction()
     stmt = (
         select(Image, Prediction, Batch.site)
         .outerjoin(latest, latest.c.image_id == Image.id)

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, exists, func, select, update
 from sqlalchemy.orm import Session
 
+from skinscreen.db.queries import latest_prediction
 from skinscreen.db.tables import (
     Account,
     ApiToken,
@@ -51,11 +52,6 @@ def as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _latest_prediction() -> Any:
-    latest = select(Prediction.image_id, func.max(Prediction.id).label("pid")).group_by(Prediction.image_id)
-    return latest.subquery()
-
-
 def _review_counts() -> Any:
     return select(Review.image_id, func.count(Review.id).label("n")).group_by(Review.image_id).subquery()
 
@@ -65,7 +61,7 @@ def _has_review() -> ColumnElement[bool]:
 
 
 def _cases(filters: CaseFilter) -> Select[Any]:
-    latest, counts = _latest_prediction(), _review_counts()
+    latest, counts = latest_prediction(), _review_counts()
     stmt = (
         select(Image, Prediction, Batch.site, func.coalesce(counts.c.n, 0))
         .outerjoin(latest, latest.c.image_id == Image.id)
@@ -217,7 +213,7 @@ def first_in_queue(session: Session) -> int | None:
 
 def all_reviews(session: Session) -> Iterator[dict[str, Any]]:
     """Every verdict with its case's score, oldest first (the `reviews export` rows)."""
-    latest = _latest_prediction()
+    latest = latest_prediction()
     stmt = (
         select(Review, Account.name, Image, Prediction)
         .join(Account, Account.id == Review.account_id)
