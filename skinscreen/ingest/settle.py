@@ -51,9 +51,6 @@ class SettleTracker:
         elif closed:
             old.closed = True
 
-    def forget(self, path: Path) -> None:
-        self._watches.pop(path, None)
-
     def ready(self) -> list[Ready]:
         """Complete files: unchanged since a close-after-write, or for `settle_seconds`."""
         now = time.monotonic()

@@ -7,8 +7,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 logger = logging.getLogger(__name__)
 
 
@@ -27,6 +25,7 @@ def test_figures(model_dir: Path, test_dir: Path, *, out: Path) -> dict[str, Any
     from skinscreen.models.classifier import load_classifier
     from skinscreen.models.dataset import list_labelled, load_pixels
     from skinscreen.models.evaluate import evaluate
+    from skinscreen.models.export import max_abs_difference
 
     onnx = load_classifier(model_dir, backend="onnx")
     train_dir = test_dir.parent / "train" if (test_dir.parent / "train").is_dir() else None
@@ -34,15 +33,11 @@ def test_figures(model_dir: Path, test_dir: Path, *, out: Path) -> dict[str, Any
     files = list_labelled(test_dir)
     pixels = load_pixels(files.paths, size=onnx.input_size)
     keras_model = load_classifier(model_dir, backend="keras")
-    diffs = [
-        float(np.abs(keras_model.predict(pixels[i : i + 64]) - onnx.predict(pixels[i : i + 64])).max())
-        for i in range(0, len(pixels), 64)
-    ]
     return {
         "data_dir": str(test_dir),
         "all": metrics["all"],
         "without_near_duplicates": metrics["without_near_duplicates"],
-        "onnx_vs_keras_max_abs_diff": max(diffs),
+        "onnx_vs_keras_max_abs_diff": max_abs_difference(keras_model, onnx, pixels),
         "images": len(files.paths),
     }
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from skinscreen.checksum import sha256_file
 from skinscreen.errors import ModelError
+from skinscreen.models.classifier import Scorer
 
 logger = logging.getLogger(__name__)
 
@@ -88,10 +89,9 @@ def export_run(run_dir: Path, *, out: Path, name: str | None = None) -> dict[str
     return card
 
 
-def compare_runtimes(model_dir: Path, batch: np.ndarray) -> float:
-    """Max absolute difference between the Keras and ONNX probabilities on `batch`."""
-    from skinscreen.models.classifier import load_classifier
-
-    keras_probs = load_classifier(model_dir, backend="keras").predict(batch)
-    onnx_probs = load_classifier(model_dir, backend="onnx").predict(batch)
-    return float(np.abs(keras_probs - onnx_probs).max())
+def max_abs_difference(a: Scorer, b: Scorer, pixels: np.ndarray, *, chunk: int = 64) -> float:
+    """Largest absolute difference between two classifiers' probabilities on the same pixels."""
+    return max(
+        float(np.abs(a.predict(pixels[i : i + chunk]) - b.predict(pixels[i : i + chunk])).max())
+        for i in range(0, len(pixels), chunk)
+    )

@@ -13,8 +13,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from skinscreen.checksum import sha256_file
 from skinscreen.models.preprocess import tta_views
 
@@ -66,12 +64,3 @@ def quantize_model(model_dir: Path, calibration: Sequence[Path], *, batch_size: 
     }
     (model_dir / "card.json").write_text(json.dumps(data, indent=1))
     return out
-
-
-def compare(model_dir: Path, pixels: np.ndarray) -> dict[str, float]:
-    """Float vs int8 probabilities on the same pixels."""
-    from skinscreen.models.classifier import load_classifier
-
-    fp = load_classifier(model_dir, backend="onnx").predict(pixels)
-    q = load_classifier(model_dir, backend="onnx-int8").predict(pixels)
-    return {"max_abs_diff": float(np.abs(fp - q).max()), "mean_abs_diff": float(np.abs(fp - q).mean())}
