@@ -16,6 +16,7 @@ from PIL import Image
 
 from skinscreen.config import Settings
 from skinscreen.db import queries
+from skinscreen.db.review_queries import CaseFilter, iter_cases
 from skinscreen.db.session import make_engine, make_session_factory, session_scope
 from skinscreen.runner import run_embedded
 from tests.conftest import dataset_images
@@ -128,7 +129,7 @@ def outcome(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> dict[
     summary = run_embedded([inbox], settings=settings, once=True, progress=False)
     engine = make_engine(url)
     with session_scope(make_session_factory(engine)) as session:
-        cases = {Path(c["path"]): c for c in queries.list_cases(session)}
+        cases = {Path(c["path"]): c for c in iter_cases(session, CaseFilter())}
         status = queries.status(session)
     engine.dispose()
     return {

@@ -79,8 +79,8 @@ def names(rows: list[dict[str, Any]]) -> list[str]:
 def test_cases_as_json_come_highest_probability_first(database: str) -> None:
     rows = cases(database)
 
-    assert names(rows) == ["high", "low", "waiting", "broken"]
-    high, low, waiting, broken = rows
+    assert names(rows) == ["high", "low", "broken", "waiting"]  # unscored ones newest first
+    high, low, broken, waiting = rows
     assert {k: high[k] for k in ("state", "probability", "flagged", "model_version", "reason")} == {
         "state": "scored",
         "probability": 0.8,
@@ -111,8 +111,8 @@ def test_cases_as_csv_have_a_header_and_one_line_per_case(database: str) -> None
     assert [(Path(r["path"]).stem, r["probability"]) for r in rows] == [
         ("high", "0.8"),
         ("low", "0.2"),
-        ("waiting", ""),
         ("broken", ""),
+        ("waiting", ""),
     ]
 
 

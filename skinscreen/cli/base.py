@@ -6,6 +6,7 @@ import csv
 import json
 import logging
 import sys
+from datetime import datetime
 from typing import Any
 
 import click
@@ -89,7 +90,7 @@ def write_rows(rows: list[dict[str, Any]], *, fmt: str, columns: list[str]) -> N
     """Print rows as a table, CSV (with a header) or a JSON list."""
     out = sys.stdout
     if fmt == "json":
-        out.write(json.dumps(rows, indent=1, default=str) + "\n")
+        out.write(json.dumps(rows, indent=1, default=_json_value) + "\n")
     elif fmt == "csv":
         writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
@@ -100,6 +101,10 @@ def write_rows(rows: list[dict[str, Any]], *, fmt: str, columns: list[str]) -> N
         out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)) + "\n")
         for row in table:
             out.write("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) + "\n")
+
+
+def _json_value(value: Any) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
 def _cell(value: Any) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import datetime
 
@@ -30,12 +31,14 @@ def cases(
     fmt: str,
 ) -> None:
     """List cases, highest probability first."""
-    from skinscreen.db import queries
+    from skinscreen.db.review_queries import CaseFilter, iter_cases
     from skinscreen.db.session import make_engine, make_session_factory, session_scope
+    from skinscreen.db.tables import State
 
+    filters = CaseFilter(flagged=flagged, state=State(state) if state else None, since=since)
     engine = make_engine(settings.database_url)
     with session_scope(make_session_factory(engine)) as session:
-        rows = queries.list_cases(session, flagged=flagged, state=state, since=since, limit=limit)
+        rows = list(itertools.islice(iter_cases(session, filters), limit))
     engine.dispose()
     columns = CASE_COLUMNS if fmt != "table" else ["state", "probability", "flagged", "reason", "path"]
     write_rows(rows, fmt=fmt, columns=columns)

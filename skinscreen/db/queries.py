@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -207,61 +207,6 @@ def latest_prediction() -> Any:
     """Per image, the id (`pid`) of its newest prediction, as a subquery."""
     latest = select(Prediction.image_id, func.max(Prediction.id).label("pid")).group_by(Prediction.image_id)
     return latest.subquery()
-
-
-def cases_query(
-    *, flagged: bool | None = None, state: str | None = None, since: datetime | None = None
-) -> Select[Image, Prediction, str]:
-    """Images with their latest prediction, highest probability first."""
-    latest = latest_prediction()
-    stmt = (
-        select(Image, Prediction, Batch.site)
-        .outerjoin(latest, latest.c.image_id == Image.id)
-        .outerjoin(Prediction, Prediction.id == latest.c.pid)
-        .outerjoin(Batch, Batch.id == Image.batch_id)
-    )
-    if flagged is not None:
-        stmt = stmt.where(Prediction.flagged.is_(flagged))
-    if state:
-        stmt = stmt.where(Image.state == State(state))
-    if since:
-        stmt = stmt.where(Image.created_at >= since)
-    return stmt.order_by(Prediction.probability.desc().nulls_last(), Image.id)
-
-
-def list_cases(
-    session: Session,
-    *,
-    flagged: bool | None = None,
-    state: str | None = None,
-    since: datetime | None = None,
-    limit: int | None = None,
-) -> list[dict[str, Any]]:
-    """Cases as plain dicts (the `cases` command's rows)."""
-    stmt = cases_query(flagged=flagged, state=state, since=since)
-    if limit:
-        stmt = stmt.limit(limit)
-    rows = []
-    for image, pred, site in session.execute(stmt):
-        rows.append(
-            {
-                "id": image.id,
-                "path": image.path,
-                "sha256": image.sha256,
-                "site": site,
-                "format": image.format,
-                "state": image.state.value,
-                "probability": pred.probability if pred else None,
-                "flagged": pred.flagged if pred else None,
-                "threshold": pred.threshold if pred else None,
-                "model_version": pred.model_version if pred else None,
-                "reason": image.reason,
-                "study_uid": image.study_uid,
-                "sop_uid": image.sop_uid,
-                "created_at": image.created_at.isoformat() if image.created_at else None,
-            }
-        )
-    return rows
 
 
 def status(session: Session, *, window: timedelta = timedelta(minutes=10)) -> dict[str, Any]:

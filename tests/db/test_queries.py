@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from skinscreen.db import migrate, queries
 from skinscreen.db.queries import Outcome
+from skinscreen.db.review_queries import CaseFilter, iter_cases
 from skinscreen.db.session import make_engine, make_session_factory, session_scope
 from skinscreen.db.tables import Batch, Image, Prediction, SeenFile, State
 
@@ -288,13 +290,17 @@ def names(rows: list[dict[str, object]]) -> list[str]:
     return [Path(str(r["path"])).stem for r in rows]
 
 
+def listed(session: Session, **filters: Any) -> list[dict[str, Any]]:
+    return list(iter_cases(session, CaseFilter(**filters)))
+
+
 def test_cases_come_highest_probability_first_with_unscored_last(
     sessions: sessionmaker[Session], cases: dict[str, int]
 ) -> None:
     with session_scope(sessions) as session:
-        rows = queries.list_cases(session)
+        rows = listed(session)
 
-    assert names(rows) == ["high", "mid", "low", "waiting", "broken"]  # unscored ones by id
+    assert names(rows) == ["high", "mid", "low", "broken", "waiting"]  # unscored ones newest first
     high = rows[0]
     assert (high["state"], high["probability"], high["flagged"], high["model_version"]) == (
         "scored",
@@ -302,7 +308,7 @@ def test_cases_come_highest_probability_first_with_unscored_last(
         True,
         MODEL,
     )
-    assert (rows[-1]["state"], rows[-1]["reason"], rows[-1]["probability"]) == (
+    assert (rows[-2]["state"], rows[-2]["reason"], rows[-2]["probability"]) == (
         "failed",
         "not an image",
         None,
@@ -313,18 +319,17 @@ def test_cases_filter_by_flag_state_and_registration_date(
     sessions: sessionmaker[Session], cases: dict[str, int]
 ) -> None:
     with session_scope(sessions) as session:
-        assert names(queries.list_cases(session, flagged=True)) == ["high", "mid"]
-        assert names(queries.list_cases(session, flagged=False)) == ["low"]
-        assert names(queries.list_cases(session, state="failed")) == ["broken"]
-        assert names(queries.list_cases(session, state="queued")) == ["waiting"]
-        assert names(queries.list_cases(session, since=datetime(2025, 1, 1, tzinfo=UTC))) == [
+        assert names(listed(session, flagged=True)) == ["high", "mid"]
+        assert names(listed(session, flagged=False)) == ["low"]
+        assert names(listed(session, state=State.failed)) == ["broken"]
+        assert names(listed(session, state=State.queued)) == ["waiting"]
+        assert names(listed(session, since=datetime(2025, 1, 1, tzinfo=UTC))) == [
             "high",
             "mid",
             "low",
             "broken",
         ]
-        assert queries.list_cases(session, since=datetime.now(UTC) + timedelta(days=1)) == []
-        assert names(queries.list_cases(session, limit=2)) == ["high", "mid"]
+        assert listed(session, since=datetime.now(UTC) + timedelta(days=1)) == []
 
 
 def test_status_counts_states_flags_failures_and_refusals(
