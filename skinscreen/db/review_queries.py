@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, exists, func, select, update
+from sqlalchemy import ColumnElement, Select, delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from skinscreen.db.queries import latest_prediction
@@ -316,6 +316,10 @@ def add_token(session: Session, *, token_hash: str, account_id: int, expires_at:
     session.add(
         ApiToken(token_hash=token_hash, account_id=account_id, expires_at=expires_at, created_at=utcnow())
     )
+
+
+def delete_token(session: Session, token_hash: str) -> None:
+    session.execute(delete(ApiToken).where(ApiToken.token_hash == token_hash))
 
 
 def account_for_token(session: Session, token_hash: str) -> Account | None:

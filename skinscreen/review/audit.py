@@ -22,6 +22,7 @@ class Action(enum.StrEnum):
     login_failed = "login_failed"
     logout = "logout"
     token_issued = "token_issued"
+    token_revoked = "token_revoked"
     case_view = "case_view"
     verdict = "verdict"
     export = "export"

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, HTTPException, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from sqlalchemy.exc import IntegrityError
 
@@ -16,7 +16,7 @@ from skinscreen.db.tables import Account, State, utcnow
 from skinscreen.errors import ModelError, UnreadableImageError
 from skinscreen.review import schemas as s
 from skinscreen.review.audit import Action, record
-from skinscreen.review.auth import DB, Admin, User, context
+from skinscreen.review.auth import DB, Admin, User, bearer_scheme, context
 from skinscreen.review.exports import CASE_COLUMNS, csv_chunks
 from skinscreen.review.passwords import hash_password, hash_token, new_token, valid_name, verify_password
 
@@ -52,6 +52,24 @@ def issue_token(
     record(session, account_id=known.id, action=Action.token_issued)
     session.commit()
     return s.TokenOut(access_token=token, expires_at=expires)
+
+
+@router.delete(
+    "/token",
+    tags=["auth"],
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={
+        400: {"description": "the request was not made with a bearer token"},
+        401: {"description": "not signed in"},
+    },
+)
+def revoke_token(session: DB, user: User, token: Annotated[str | None, Depends(bearer_scheme)]) -> None:
+    """Revoke the bearer token this request carries (an API client's sign-out)."""
+    if user.via != "token" or token is None:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "send the token to revoke as Authorization: Bearer")
+    review_queries.delete_token(session, hash_token(token))
+    record(session, account_id=user.id, action=Action.token_revoked)
+    session.commit()
 
 
 @router.get("/me", tags=["auth"])

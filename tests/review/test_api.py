@@ -37,6 +37,7 @@ def rows_of(url: str, sql: str) -> list[Any]:
 
 PROTECTED = [
     ("GET", "/api/me"),
+    ("DELETE", "/api/token"),
     ("GET", "/api/cases"),
     ("GET", "/api/cases.csv"),
     ("GET", "/api/cases/1"),
@@ -98,6 +99,20 @@ def test_only_the_hash_of_a_token_is_stored_and_it_opens_the_api(client: TestCli
     assert client.get("/api/me", headers=headers).json() == {"name": "alice", "role": "reviewer"}
     stored = rows_of(seeded.url, "SELECT token_hash FROM api_token")
     assert stored == [(hashlib.sha256(token.encode()).hexdigest(),)]
+
+
+def test_a_revoked_token_no_longer_opens_the_api(client: TestClient, seeded: Seeded) -> None:
+    first, second = token_for(client, "alice"), token_for(client, "alice")
+
+    revoked = client.delete("/api/token", headers=first)
+
+    assert revoked.status_code == 204
+    assert client.get("/api/me", headers=first).status_code == 401
+    assert client.delete("/api/token", headers=first).status_code == 401
+    assert client.get("/api/me", headers=second).status_code == 200  # only the token sent is revoked
+    assert rows_of(seeded.url, "SELECT count(*) FROM api_token") == [(1,)]
+    events = rows_of(seeded.url, "SELECT action FROM audit_event WHERE action LIKE 'token%' ORDER BY id")
+    assert events == [("token_issued",), ("token_issued",), ("token_revoked",)]
 
 
 def test_a_deactivated_account_loses_its_token(client: TestClient) -> None:
@@ -325,6 +340,8 @@ def test_a_cookie_session_needs_the_csrf_token_to_record_a_verdict(
         201,
     )
     assert client.get("/api/me").json()["name"] == "alice"  # reading needs no token
+    # A cookie session has no bearer token to revoke; it signs out through the page.
+    assert client.delete("/api/token", headers={"X-CSRF-Token": csrf}).status_code == 400
 
 
 def test_the_page_form_records_a_verdict_and_opens_the_next_case(client: TestClient, seeded: Seeded) -> None:
