@@ -105,7 +105,13 @@ def evaluate(
 @click.command()
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Run folder to create.")
-@click.option("--recipe", type=click.Choice(["paper", "default"]), default="default", show_default=True)
+@click.option(
+    "--recipe",
+    type=click.Choice(["paper", "default", "averaged", "full"]),
+    default="default",
+    show_default=True,
+    help="paper: the paper's steps; default: ours; averaged, full: candidates measured against default.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Initialisation and augmentation seed.")
 @click.option(
     "--split-seed",

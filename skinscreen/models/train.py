@@ -113,7 +113,8 @@ def train(
     )
     history = {k: list(map(float, v)) for k, v in h1.history.items()}
 
-    best_epoch = head_epochs
+    best_epoch: int | str = head_epochs
+    candidate_aucs: dict[int | str, float] = {}
     if fine_epochs:
         n = unfreeze_top(model, recipe=recipe)
         lr: Any = recipe.finetune_lr
@@ -122,10 +123,9 @@ def train(
             lr = keras.optimizers.schedules.CosineDecay(recipe.finetune_lr, decay_steps=steps, alpha=0.01)
         model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss, metrics=metrics())
         logger.info("stage 2: %d fine-tuning epochs, %d base layers trainable", fine_epochs, n)
-        callbacks = []
-        best = _BestWeights()
-        if recipe.select_best:
-            callbacks.append(best)
+        snapshots = _Snapshots(
+            average_from=fine_epochs - recipe.average_last if recipe.average_last else None
+        )
         h2 = model.fit(
             train_ds,
             validation_data=val_ds,
@@ -133,14 +133,25 @@ def train(
             class_weight=class_weight,
             shuffle=False,
             verbose=2,
-            callbacks=callbacks,
+            callbacks=[snapshots],
         )
         for k, v in h2.history.items():
             history[k] = history.get(k, []) + list(map(float, v))
         best_epoch = head_epochs + fine_epochs
-        if recipe.select_best and best.weights is not None:
-            model.set_weights(best.weights)
-            best_epoch = head_epochs + best.epoch + 1
+        candidates: dict[int | str, list[Any]] = {}
+        if recipe.select_best and snapshots.best_weights is not None:
+            candidates[head_epochs + snapshots.best_epoch + 1] = snapshots.best_weights
+        if snapshots.average is not None:
+            first = head_epochs + fine_epochs - recipe.average_last + 1
+            candidates[f"average of epochs {first}-{head_epochs + fine_epochs}"] = snapshots.average
+        if len(candidates) > 1:
+            candidate_aucs = _validation_aucs(model, candidates, x_va, y_va, tta=recipe.tta)
+            best_epoch = max(candidate_aucs, key=candidate_aucs.__getitem__)
+            logger.info("kept %s (validation ROC AUC with test-time views: %s)", best_epoch, candidate_aucs)
+        elif candidates:
+            best_epoch = next(iter(candidates))
+        if candidates:
+            model.set_weights(candidates[best_epoch])
 
     model.save(out / "model.keras")
     (out / "history.json").write_text(json.dumps(history, indent=1))
@@ -155,6 +166,7 @@ def train(
         "alpha": alpha,
         "epochs": {"head": head_epochs, "finetune": fine_epochs, "kept": best_epoch},
         "limit_per_class": limit,
+        "candidates_validation_auc": {str(k): v for k, v in candidate_aucs.items()},
         **operating_point(model, x_va, y_va, tta=recipe.tta),
         "train_data_sha256": data_fingerprint(files, data_dir),
         "train_dir": str(train_root.resolve()),
@@ -198,22 +210,52 @@ def _summary(labels: np.ndarray, probs: np.ndarray, threshold: float) -> dict[st
     }
 
 
-class _BestWeights:
-    """Keeps the weights of the epoch with the highest validation AUC (a Keras callback)."""
+def _validation_aucs(
+    model: Any, candidates: dict[int | str, list[Any]], x_va: np.ndarray, y_va: np.ndarray, *, tta: str
+) -> dict[int | str, float]:
+    """Each candidate set of weights' validation ROC AUC, scored with the test-time views."""
+    from skinscreen.models.metrics import roc_auc
+    from skinscreen.models.preprocess import average_views, tta_views
 
-    def __new__(cls) -> Any:
+    views = tta_views(x_va.astype("float32"), tta)
+    aucs: dict[int | str, float] = {}
+    for key, weights in candidates.items():
+        model.set_weights(weights)
+        probs = average_views(model.predict(views, batch_size=64, verbose=0).ravel(), n=len(x_va))
+        aucs[key] = roc_auc(y_va.astype(bool), probs)
+    return aucs
+
+
+class _Snapshots:
+    """A Keras callback keeping the best epoch's weights (by validation AUC) and, from epoch
+    `average_from` on, the running mean of the weights at the end of each epoch."""
+
+    def __new__(cls, *, average_from: int | None) -> Any:
         import keras
 
-        class BestWeights(keras.callbacks.Callback):  # type: ignore[misc]
+        class Snapshots(keras.callbacks.Callback):  # type: ignore[misc]
             def __init__(self) -> None:
                 super().__init__()
                 self.best = -1.0
-                self.epoch = -1
-                self.weights: list[Any] | None = None
+                self.best_epoch = -1
+                self.best_weights: list[Any] | None = None
+                self.average: list[Any] | None = None
+                self.averaged = 0
 
             def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
                 auc = float((logs or {}).get("val_auc", -1.0))
                 if auc > self.best:
-                    self.best, self.epoch, self.weights = auc, epoch, self.model.get_weights()
+                    self.best, self.best_epoch, self.best_weights = auc, epoch, self.model.get_weights()
+                if average_from is not None and epoch >= average_from:
+                    weights = self.model.get_weights()
+                    self.averaged += 1
+                    if self.average is None:
+                        self.average = [w.astype("float64") for w in weights]
+                    else:
+                        self.average = [
+                            a + (w - a) / self.averaged for a, w in zip(self.average, weights, strict=True)
+                        ]
+                    if epoch == self.params["epochs"] - 1:
+                        self.average = [a.astype(w.dtype) for a, w in zip(self.average, weights, strict=True)]
 
-        return BestWeights()
+        return Snapshots()
