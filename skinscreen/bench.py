@@ -154,7 +154,7 @@ def naive(paths: Sequence[Path], *, model_dir: Path, tta: str, size: int) -> Mea
     from skinscreen.models.preprocess import tta_views
 
     model = keras.models.load_model(model_dir / "model.keras", compile=False)
-    model.predict(np.zeros((1, size, size, 3), "float32"), verbose=0)
+    model.predict(tta_views(np.zeros((1, size, size, 3), "float32"), tta), verbose=0)  # the calls' shape
     start = time.perf_counter()
     for path in paths:
         image = keras.utils.img_to_array(keras.utils.load_img(path, target_size=(size, size)))
