@@ -102,14 +102,22 @@ AVERAGED = replace(
     DEFAULT,
     name="averaged",
     average_last=4,
-    notes=[*DEFAULT.notes, "Weights of the last 4 fine-tuning epochs averaged (kept if validation says so)."],
+    notes=[
+        *DEFAULT.notes,
+        "Weights of the last 4 fine-tuning epochs averaged (kept if validation says so). Seed 0: "
+        "validation ROC AUC 0.966 (best epoch; the average 0.965) against default's 0.970: not adopted.",
+    ],
 )
 FULL = replace(
     AVERAGED,
     name="full",
     unfreeze_from="block_1_expand",
     finetune_lr=5e-5,
-    notes=[*AVERAGED.notes, "Blocks 1-16 fine-tuned (all but the stem), Adam 5e-5 on the cosine decay."],
+    notes=[
+        *AVERAGED.notes[:-1],
+        "Blocks 1-16 fine-tuned (all but the stem), Adam 5e-5 on the cosine decay, last 4 epochs "
+        "averaged. Seed 0: validation ROC AUC 0.963 against default's 0.970: not adopted.",
+    ],
 )
 
 RECIPES = {r.name: r for r in (PAPER, DEFAULT, AVERAGED, FULL)}
