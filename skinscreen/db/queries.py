@@ -55,10 +55,8 @@ def seen_keys(session: Session) -> set[tuple[str, int, int]]:
     return {(p, s, m) for p, s, m in rows}
 
 
-def register_file(
-    session: Session, *, path: str, size: int, mtime_ns: int, sha256: str, site: str, folder: str
-) -> tuple[int, bool]:
-    """Record a complete file; return (image id, True if its content is new)."""
+def folder_batch(session: Session, *, site: str, folder: str) -> int:
+    """The id of a folder's batch, created on first sight; its last_seen moves to now."""
     now = utcnow()
     _insert_ignoring_conflicts(
         session,
@@ -67,40 +65,57 @@ def register_file(
         ["folder"],
     )
     session.execute(update(Batch).where(Batch.folder == folder).values(last_seen=now))
-    batch_id = session.execute(select(Batch.id).where(Batch.folder == folder)).scalar_one()
-    image_id = session.execute(select(Image.id).where(Image.sha256 == sha256)).scalar_one_or_none()
-    new = False
-    if image_id is None:
-        # New only if this transaction's insert made the row: two ingesters racing on the same bytes
-        # both find no row, but only one insert wins, so the id is sent to be scored once.
-        inserted = _insert_ignoring_conflicts(
-            session,
-            Image.__table__,
-            {
-                "batch_id": batch_id,
-                "path": path,
-                "size": size,
-                "sha256": sha256,
-                "state": State.queued.value,
-                "attempts": 0,
-                "created_at": now,
-                "updated_at": now,
-            },
-            ["sha256"],
-            returning=Image.__table__.c.id,
-        )
-        new = inserted is not None
-        if not new:
-            image_id = session.execute(select(Image.id).where(Image.sha256 == sha256)).scalar_one()
-        else:
-            image_id = inserted
+    return int(session.execute(select(Batch.id).where(Batch.folder == folder)).scalar_one())
+
+
+def register_file(
+    session: Session,
+    *,
+    path: str,
+    size: int,
+    mtime_ns: int,
+    sha256: str,
+    site: str,
+    folder: str,
+    batch_ids: dict[str, int] | None = None,
+) -> tuple[int, bool]:
+    """Record a complete file; return (image id, True if its content is new).
+
+    `batch_ids` caches folder -> batch id within one transaction, so that a chunk of files from
+    one folder touches its batch row once (3 statements a file instead of 7).
+    """
+    cache = batch_ids if batch_ids is not None else {}
+    if folder not in cache:
+        cache[folder] = folder_batch(session, site=site, folder=folder)
+    now = utcnow()
+    # New only if this transaction's insert made the row: two ingesters racing on the same bytes
+    # both try, but only one insert wins, so the id is sent to be scored once.
+    image_id = _insert_ignoring_conflicts(
+        session,
+        Image.__table__,
+        {
+            "batch_id": cache[folder],
+            "path": path,
+            "size": size,
+            "sha256": sha256,
+            "state": State.queued.value,
+            "attempts": 0,
+            "created_at": now,
+            "updated_at": now,
+        },
+        ["sha256"],
+        returning=Image.__table__.c.id,
+    )
+    new = image_id is not None
+    if not new:
+        image_id = session.execute(select(Image.id).where(Image.sha256 == sha256)).scalar_one()
     _insert_ignoring_conflicts(
         session,
         SeenFile.__table__,
         {"path": path, "size": size, "mtime_ns": mtime_ns, "image_id": image_id, "seen_at": now},
         ["path", "size", "mtime_ns"],
     )
-    return image_id, new
+    return int(image_id), new
 
 
 def record_refused_file(session: Session, *, path: str, size: int, mtime_ns: int, reason: str) -> None:

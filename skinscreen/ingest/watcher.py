@@ -133,10 +133,11 @@ class Ingester:
         for start in range(0, len(ready), chunk):
             part = ready[start : start + chunk]
             new_ids: list[int] = []
+            batch_ids: dict[str, int] = {}  # folder -> batch id, valid within this transaction
             try:
                 with session_scope(self.sessions) as session:
                     for item in part:
-                        image_id = self._register_one(session, item)
+                        image_id = self._register_one(session, item, batch_ids)
                         if image_id is not None:
                             new_ids.append(image_id)
             except SQLAlchemyError as exc:
@@ -148,7 +149,7 @@ class Ingester:
             self.batcher.add(new_ids)
         return len(ready)
 
-    def _register_one(self, session: Session, item: Ready) -> int | None:
+    def _register_one(self, session: Session, item: Ready, batch_ids: dict[str, int]) -> int | None:
         root = self.root_of(item.path)
         assert root is not None
         self.counts["seen"] += 1
@@ -181,6 +182,7 @@ class Ingester:
             sha256=digest,
             site=where.site,
             folder=where.folder,
+            batch_ids=batch_ids,
         )
         self.counts["new" if new else "duplicate"] += 1
         if self.on_registered:
