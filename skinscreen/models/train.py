@@ -182,12 +182,17 @@ def train(
     return run
 
 
-def operating_point(model: Any, x_va: np.ndarray, y_va: np.ndarray, *, tta: str) -> dict[str, Any]:
-    """Validation probabilities (with the recipe's test-time views) -> threshold and a summary."""
+def view_averaged(model: Any, pixels: np.ndarray, *, tta: str) -> np.ndarray:
+    """A Keras model's probabilities averaged over the test-time views."""
     from skinscreen.models.preprocess import average_views, tta_views
 
-    views = tta_views(x_va.astype("float32"), tta)
-    probs = average_views(model.predict(views, batch_size=64, verbose=0).ravel(), n=len(x_va))
+    views = tta_views(pixels.astype("float32"), tta)
+    return average_views(model.predict(views, batch_size=64, verbose=0).ravel(), n=len(pixels))
+
+
+def operating_point(model: Any, x_va: np.ndarray, y_va: np.ndarray, *, tta: str) -> dict[str, Any]:
+    """Validation probabilities (with the recipe's test-time views) -> threshold and a summary."""
+    probs = view_averaged(model, x_va, tta=tta)
     threshold = choose_threshold(y_va, probs)
     return {
         "threshold": threshold,
@@ -215,14 +220,11 @@ def _validation_aucs(
 ) -> dict[int | str, float]:
     """Each candidate set of weights' validation ROC AUC, scored with the test-time views."""
     from skinscreen.models.metrics import roc_auc
-    from skinscreen.models.preprocess import average_views, tta_views
 
-    views = tta_views(x_va.astype("float32"), tta)
     aucs: dict[int | str, float] = {}
     for key, weights in candidates.items():
         model.set_weights(weights)
-        probs = average_views(model.predict(views, batch_size=64, verbose=0).ravel(), n=len(x_va))
-        aucs[key] = roc_auc(y_va.astype(bool), probs)
+        aucs[key] = roc_auc(y_va.astype(bool), view_averaged(model, x_va, tta=tta))
     return aucs
 
 
