@@ -125,7 +125,13 @@ def evaluate(
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="ImageNet MobileNetV2 no-top weights (.h5); without it Keras downloads them.",
 )
-@click.option("--size", type=int, default=224, show_default=True, help="Input size (smaller only for tests).")
+@click.option(
+    "--size",
+    type=int,
+    default=224,
+    show_default=True,
+    help="Input size in pixels (224 is the recipes' size; smaller sizes are for tests).",
+)
 @click.option(
     "--alpha", type=float, default=1.0, show_default=True, help="MobileNetV2 width (1.0 for real runs)."
 )
