@@ -28,13 +28,17 @@ class Outcome:
     dicom: dict[str, str | None] | None = None
 
 
+def _insert_or_nothing(session: Session, table: Any, keys: list[str]) -> Any:
+    """INSERT ... ON CONFLICT (keys) DO NOTHING in the session's dialect (SQLite or PostgreSQL)."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    return insert(table).on_conflict_do_nothing(index_elements=keys)
+
+
 def _insert_ignoring_conflicts(
     session: Session, table: Any, values: dict[str, Any], keys: list[str], *, returning: Any = None
 ) -> Any:
     """Insert unless a row with these keys exists; with `returning`, that column of the new row, or None."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(table).values(**values).on_conflict_do_nothing(index_elements=keys)
+    stmt = _insert_or_nothing(session, table, keys).values(**values)
     if returning is None:
         session.execute(stmt)
         return None
@@ -158,6 +162,22 @@ def save_outcomes(
 ) -> None:
     """Insert predictions (the first write wins) and set each image's state and reason."""
     now = utcnow()
+    outcomes = list(outcomes)
+    predictions = [
+        {
+            "image_id": o.image_id,
+            "model_version": model_version,
+            "probability": o.probability,
+            "flagged": o.probability >= threshold,
+            "threshold": threshold,
+            "created_at": now,
+        }
+        for o in outcomes
+        if o.probability is not None
+    ]
+    if predictions:  # one executemany for the batch
+        stmt = _insert_or_nothing(session, Prediction.__table__, ["image_id", "model_version"])
+        session.execute(stmt, predictions)
     for o in outcomes:
         values: dict[str, Any] = {"updated_at": now}
         if o.format:
@@ -167,19 +187,6 @@ def save_outcomes(
         if o.probability is None:
             values.update(state=State.failed, reason=o.reason or "unknown failure")
         else:
-            _insert_ignoring_conflicts(
-                session,
-                Prediction.__table__,
-                {
-                    "image_id": o.image_id,
-                    "model_version": model_version,
-                    "probability": o.probability,
-                    "flagged": o.probability >= threshold,
-                    "threshold": threshold,
-                    "created_at": now,
-                },
-                ["image_id", "model_version"],
-            )
             values.update(state=State.scored, reason=None)
         session.execute(update(Image).where(Image.id == o.image_id).values(**values))
 
