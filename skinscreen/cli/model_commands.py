@@ -11,6 +11,7 @@ import numpy as np
 
 from skinscreen.cli.base import write_rows
 from skinscreen.config import Settings
+from skinscreen.models.network import RECIPES
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ def evaluate(
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Run folder to create.")
 @click.option(
     "--recipe",
-    type=click.Choice(["paper", "default", "averaged", "full"]),
+    type=click.Choice(list(RECIPES)),
     default="default",
     show_default=True,
     help="paper: the paper's steps; default: ours; averaged, full: candidates measured against default.",
@@ -150,7 +151,6 @@ def train(
     epochs_scale: float,
 ) -> None:
     """Train on DATA_DIR/train/{benign,malignant} (DATA_DIR/test is never opened)."""
-    from skinscreen.models.network import RECIPES
     from skinscreen.models.train import train as run_train
 
     run = run_train(

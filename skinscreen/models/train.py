@@ -13,6 +13,7 @@ import numpy as np
 
 from skinscreen.checksum import sha256_file
 from skinscreen.models import dataset
+from skinscreen.models.metrics import roc_auc
 from skinscreen.models.network import Recipe, augmenter, build_model, unfreeze_top
 from skinscreen.models.thresholds import choose_threshold
 
@@ -115,6 +116,7 @@ def train(
 
     best_epoch: int | str = head_epochs
     candidate_aucs: dict[int | str, float] = {}
+    val_probs: np.ndarray | None = None  # the kept weights' validation scores, once computed
     if fine_epochs:
         n = unfreeze_top(model, recipe=recipe)
         lr: Any = recipe.finetune_lr
@@ -145,8 +147,10 @@ def train(
             first = head_epochs + fine_epochs - recipe.average_last + 1
             candidates[f"average of epochs {first}-{head_epochs + fine_epochs}"] = snapshots.average
         if len(candidates) > 1:
-            candidate_aucs = _validation_aucs(model, candidates, x_va, y_va, tta=recipe.tta)
+            scored = _validation_scores(model, candidates, x_va, tta=recipe.tta)
+            candidate_aucs = {k: roc_auc(y_va.astype(bool), p) for k, p in scored.items()}
             best_epoch = max(candidate_aucs, key=candidate_aucs.__getitem__)
+            val_probs = scored[best_epoch]
             logger.info("kept %s (validation ROC AUC with test-time views: %s)", best_epoch, candidate_aucs)
         elif candidates:
             best_epoch = next(iter(candidates))
@@ -167,7 +171,11 @@ def train(
         "epochs": {"head": head_epochs, "finetune": fine_epochs, "kept": best_epoch},
         "limit_per_class": limit,
         "candidates_validation_auc": {str(k): v for k, v in candidate_aucs.items()},
-        **operating_point(model, x_va, y_va, tta=recipe.tta),
+        **operating_point(
+            y_va,
+            val_probs if val_probs is not None else view_averaged(model, x_va, tta=recipe.tta),
+            tta=recipe.tta,
+        ),
         "train_data_sha256": data_fingerprint(files, data_dir),
         "train_dir": str(train_root.resolve()),
         "backbone_weights": str(backbone_weights) if backbone_weights else "keras-download:imagenet",
@@ -190,9 +198,8 @@ def view_averaged(model: Any, pixels: np.ndarray, *, tta: str) -> np.ndarray:
     return average_views(model.predict(views, batch_size=64, verbose=0).ravel(), n=len(pixels))
 
 
-def operating_point(model: Any, x_va: np.ndarray, y_va: np.ndarray, *, tta: str) -> dict[str, Any]:
+def operating_point(y_va: np.ndarray, probs: np.ndarray, *, tta: str) -> dict[str, Any]:
     """Validation probabilities (with the recipe's test-time views) -> threshold and a summary."""
-    probs = view_averaged(model, x_va, tta=tta)
     threshold = choose_threshold(y_va, probs)
     return {
         "threshold": threshold,
@@ -203,8 +210,6 @@ def operating_point(model: Any, x_va: np.ndarray, y_va: np.ndarray, *, tta: str)
 
 
 def _summary(labels: np.ndarray, probs: np.ndarray, threshold: float) -> dict[str, float]:
-    from skinscreen.models.metrics import roc_auc
-
     y = labels.astype(bool)
     flagged = probs >= threshold
     return {
@@ -215,17 +220,15 @@ def _summary(labels: np.ndarray, probs: np.ndarray, threshold: float) -> dict[st
     }
 
 
-def _validation_aucs(
-    model: Any, candidates: dict[int | str, list[Any]], x_va: np.ndarray, y_va: np.ndarray, *, tta: str
-) -> dict[int | str, float]:
-    """Each candidate set of weights' validation ROC AUC, scored with the test-time views."""
-    from skinscreen.models.metrics import roc_auc
-
-    aucs: dict[int | str, float] = {}
+def _validation_scores(
+    model: Any, candidates: dict[int | str, list[Any]], x_va: np.ndarray, *, tta: str
+) -> dict[int | str, np.ndarray]:
+    """Each candidate set of weights' validation probabilities, with the test-time views."""
+    scores: dict[int | str, np.ndarray] = {}
     for key, weights in candidates.items():
         model.set_weights(weights)
-        aucs[key] = roc_auc(y_va.astype(bool), view_averaged(model, x_va, tta=tta))
-    return aucs
+        scores[key] = view_averaged(model, x_va, tta=tta)
+    return scores
 
 
 class _Snapshots:
