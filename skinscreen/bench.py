@@ -173,7 +173,7 @@ def run_bench(
 ) -> list[Measure]:
     """All measurements on the same images; returns the table rows."""
     from skinscreen.models.classifier import load_classifier
-    from skinscreen.models.dataset import load_pixels
+    from skinscreen.models.training.dataset import load_pixels
 
     classifier = load_classifier(settings.model, backend=settings.backend, threads=settings.threads)
     settings = settings.model_copy(update={"batch_size": batch_size})

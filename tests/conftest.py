@@ -18,7 +18,8 @@ SHARED = REPO.parent / "shared"
 DATA = SHARED / "data" / "skin-cancer-mvb"
 WEIGHTS = SHARED / "weights" / "mobilenet_v2_1.0_224_imagenet_no_top.weights.h5"
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-REDIS_URL = "redis://127.0.0.1:6379/0"
+# TEST_REDIS_URL lets developers run suites side by side on one Redis (each its own database).
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 IN_CI = bool(os.environ.get("CI"))
 
 
@@ -71,7 +72,7 @@ def build_tiny_model(out: Path, *, size: int = 64, version: str = "tiny-test") -
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny model directory; its threshold sits at the median score of some dataset images."""
     from skinscreen.models.classifier import load_classifier
-    from skinscreen.models.dataset import load_pixels
+    from skinscreen.models.training.dataset import load_pixels
 
     out = build_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
     if DATA.is_dir():
@@ -120,7 +121,7 @@ def pg_url() -> Iterator[str]:
 
 @pytest.fixture
 def redis_url() -> Iterator[str]:
-    """Redis database 0, emptied before and after the test."""
+    """Redis database 0 (or TEST_REDIS_URL's), emptied before and after the test."""
     import redis
 
     client = redis.Redis.from_url(REDIS_URL)

@@ -11,7 +11,7 @@ import numpy as np
 
 from skinscreen.cli.base import write_rows
 from skinscreen.config import Settings
-from skinscreen.models.network import RECIPES
+from skinscreen.models.training.network import RECIPES
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def evaluate(
 ) -> None:
     """Score DATA_DIR/{benign,malignant} and write metrics.json, report.md and the figures."""
     from skinscreen.models.classifier import load_classifier
-    from skinscreen.models.evaluate import evaluate as run_evaluate
+    from skinscreen.models.training.evaluate import evaluate as run_evaluate
 
     classifier = load_classifier(
         model or settings.model, backend=backend or settings.backend, threads=settings.threads
@@ -151,7 +151,7 @@ def train(
     epochs_scale: float,
 ) -> None:
     """Train on DATA_DIR/train/{benign,malignant} (DATA_DIR/test is never opened)."""
-    from skinscreen.models.train import train as run_train
+    from skinscreen.models.training.train import train as run_train
 
     run = run_train(
         data_dir,
@@ -181,8 +181,8 @@ def train(
 )
 def export(run_dir: Path, out: Path | None, name: str | None, test_dir: Path | None) -> None:
     """Write the deployable model: model.keras, model.onnx, card.json and MODEL_CARD.md."""
-    from skinscreen.models.card import finish_card
-    from skinscreen.models.export import export_run
+    from skinscreen.models.training.card import finish_card
+    from skinscreen.models.training.export import export_run
 
     out = out or run_dir / "model"
     card = export_run(run_dir, out=out, name=name)
@@ -203,8 +203,8 @@ def export(run_dir: Path, out: Path | None, name: str | None, test_dir: Path | N
 )
 def quantize(model_dir: Path, calibration: Path, images: int) -> None:
     """Write MODEL_DIR/model.int8.onnx (use it with --backend onnx-int8)."""
-    from skinscreen.models.dataset import list_labelled
-    from skinscreen.models.quantize import quantize_model
+    from skinscreen.models.training.dataset import list_labelled
+    from skinscreen.models.training.quantize import quantize_model
 
     files = list_labelled(calibration)
     rng = np.random.default_rng(0)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from skinscreen.models.evaluate import evaluate
+from skinscreen.models.training.evaluate import evaluate
 from skinscreen.models.preprocess import to_model_input
 
 DATASET = Path("/work/shared/data/skin-cancer-mvb/test")

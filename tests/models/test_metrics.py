@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from skinscreen.models import metrics
+from skinscreen.models.training import metrics
 
 # Five cases, threshold 0.5:
 #   label      0    0    1    1    1

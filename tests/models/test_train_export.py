@@ -71,7 +71,7 @@ def test_training_writes_the_model_history_split_and_curves(trained_run: Path) -
 
 def test_the_onnx_export_gives_the_keras_probabilities(trained_run: Path, tmp_path: Path) -> None:
     from skinscreen.models.classifier import load_classifier
-    from skinscreen.models.dataset import load_pixels
+    from skinscreen.models.training.dataset import load_pixels
 
     out = tmp_path / "model"
     result = CliRunner().invoke(cli, ["export", str(trained_run), "--out", str(out)], catch_exceptions=False)
@@ -90,7 +90,7 @@ def test_predict_scores_files_and_folders_and_gives_a_reason_for_unreadable_ones
     tiny_model: Path, tmp_path: Path
 ) -> None:
     from skinscreen.models.classifier import load_classifier
-    from skinscreen.models.dataset import load_pixels
+    from skinscreen.models.training.dataset import load_pixels
 
     folder = tmp_path / "drop"
     folder.mkdir()

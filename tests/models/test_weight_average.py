@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from skinscreen.models.train import _Snapshots
+from skinscreen.models.training.train import _Snapshots
 
 
 def test_the_average_is_the_mean_of_the_last_epochs_and_the_best_epoch_is_kept() -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from skinscreen.models import dataset, metrics, plots
+from skinscreen.models.training import dataset, metrics, plots
 from skinscreen.models.classifier import Scorer
 from skinscreen.models.scoring import score_files
 

@@ -11,7 +11,7 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from skinscreen.models.metrics import CLASS_NAMES  # noqa: E402
+from skinscreen.models.training.metrics import CLASS_NAMES  # noqa: E402
 
 
 def plot_history(history: dict[str, list[float]], *, out: Path, stage_boundary: int) -> None:

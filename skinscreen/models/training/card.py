@@ -23,9 +23,9 @@ def finish_card(model_dir: Path, *, test_dir: Path | None, eval_out: Path | None
 def test_figures(model_dir: Path, test_dir: Path, *, out: Path) -> dict[str, Any]:
     """Evaluate the exported ONNX model on `test_dir` and compare its probabilities with Keras'."""
     from skinscreen.models.classifier import load_classifier
-    from skinscreen.models.dataset import list_labelled, load_pixels
-    from skinscreen.models.evaluate import evaluate
-    from skinscreen.models.export import max_abs_difference
+    from skinscreen.models.training.dataset import list_labelled, load_pixels
+    from skinscreen.models.training.evaluate import evaluate
+    from skinscreen.models.training.export import max_abs_difference
 
     onnx = load_classifier(model_dir, backend="onnx")
     train_dir = test_dir.parent / "train" if (test_dir.parent / "train").is_dir() else None

@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 
 from skinscreen.checksum import sha256_file
-from skinscreen.models import dataset
-from skinscreen.models.metrics import roc_auc
-from skinscreen.models.network import Recipe, augmenter, build_model, unfreeze_top
-from skinscreen.models.thresholds import choose_threshold
+from skinscreen.models.training import dataset
+from skinscreen.models.training.metrics import roc_auc
+from skinscreen.models.training.network import Recipe, augmenter, build_model, unfreeze_top
+from skinscreen.models.training.thresholds import choose_threshold
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def train(
 
     model.save(out / "model.keras")
     (out / "history.json").write_text(json.dumps(history, indent=1))
-    from skinscreen.models.plots import plot_history
+    from skinscreen.models.training.plots import plot_history
 
     plot_history(history, out=out, stage_boundary=head_epochs)
     run = {

@@ -27,7 +27,7 @@ def quantize_model(model_dir: Path, calibration: Sequence[Path], *, batch_size: 
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from skinscreen.models.classifier import read_card
-    from skinscreen.models.dataset import load_pixels
+    from skinscreen.models.training.dataset import load_pixels
 
     card = read_card(model_dir)
     pixels = load_pixels(list(calibration), size=card.input_size).astype("float32")
