@@ -138,6 +138,13 @@ def evaluate(
 )
 @click.option("--limit", type=int, help="Use only the first N images per class (smoke tests).")
 @click.option("--epochs-scale", type=float, default=1.0, help="Scale the recipe's epochs (smoke tests).")
+@click.option(
+    "--extra",
+    "extra",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Another hospital's labelled folder (benign/, malignant/) to train on as well; repeatable.",
+)
 def train(
     data_dir: Path,
     out: Path,
@@ -149,8 +156,9 @@ def train(
     alpha: float,
     limit: int | None,
     epochs_scale: float,
+    extra: tuple[Path, ...],
 ) -> None:
-    """Train on DATA_DIR/train/{benign,malignant} (DATA_DIR/test is never opened)."""
+    """Train on DATA_DIR/train/{benign,malignant} and any --extra folders (DATA_DIR/test is never opened)."""
     from skinscreen.models.training.train import train as run_train
 
     run = run_train(
@@ -164,6 +172,7 @@ def train(
         alpha=alpha,
         limit=limit,
         epochs_scale=epochs_scale,
+        extra=extra,
     )
     click.echo(json.dumps({"out": str(out), "threshold": run["threshold"], "validation": run["validation"]}))
 

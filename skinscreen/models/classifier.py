@@ -144,6 +144,8 @@ class KerasRuntime:
         import keras
         import tensorflow as tf
 
+        import skinscreen.models.layers  # noqa: F401  (registers the model's own layers)
+
         if threads:
             try:
                 tf.config.threading.set_intra_op_parallelism_threads(threads)

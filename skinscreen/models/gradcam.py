@@ -118,6 +118,8 @@ def load_gradcam(model_dir: Path) -> GradCam:
     """Load `model.keras` from a model directory (the ONNX file has no gradients)."""
     import keras
 
+    import skinscreen.models.layers  # noqa: F401  (registers the model's own layers)
+
     path = model_dir / "model.keras"
     if not path.exists():
         raise ModelError(f"{model_dir} has no model.keras, which Grad-CAM needs")

@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from skinscreen.models.training import dataset, metrics, plots
 from skinscreen.models.classifier import Scorer
 from skinscreen.models.scoring import score_files
+from skinscreen.models.training import dataset, metrics, plots
+from skinscreen.models.training.intervals import bootstrap_intervals, format_interval
 
 logger = logging.getLogger(__name__)
 
@@ -168,6 +169,15 @@ def _section(summary: dict[str, Any]) -> list[str]:
         f"| | at the model threshold ({at_t['threshold']:.3f}) | at 0.5 |",
         "|---|---:|---:|",
     ]
+    ci = summary.get("intervals_95") or {}
+    if ci.get("computed"):
+        lines[0] += (
+            f" 95 % intervals ({ci['method']}, {ci['resamples']} resamples): ROC AUC "
+            f"{format_interval(summary['roc_auc'], ci['roc_auc'])}; at the model threshold sensitivity "
+            f"{format_interval(at_t['sensitivity'], ci['sensitivity'])}, specificity "
+            f"{format_interval(at_t['specificity'], ci['specificity'])}, accuracy "
+            f"{format_interval(at_t['accuracy'], ci['accuracy'])}."
+        )
     for key, label in (
         ("accuracy", "accuracy"),
         ("sensitivity", "sensitivity (malignant recall)"),
@@ -236,6 +246,7 @@ def evaluate(
         files, classifier=classifier, root=data_dir, batch_size=batch_size, progress=progress
     )
     summary = metrics.screening_metrics(scored.labels, scored.probs, threshold=threshold)
+    summary["intervals_95"] = bootstrap_intervals(scored.labels, scored.probs, threshold=threshold)
     result: dict[str, Any] = {
         "model": {
             "version": classifier.version,

@@ -14,18 +14,28 @@ import numpy as np
 from skinscreen.checksum import sha256_file
 from skinscreen.models.training import dataset
 from skinscreen.models.training.metrics import roc_auc
-from skinscreen.models.training.network import Recipe, augmenter, build_model, unfreeze_top
+from skinscreen.models.training.network import Recipe, augmenter, build_model, colour_jitter, unfreeze_top
 from skinscreen.models.training.thresholds import choose_threshold
 
 logger = logging.getLogger(__name__)
 
 
-def data_fingerprint(files: dataset.LabelledFiles, root: Path) -> str:
-    """SHA-256 over the sorted (relative path, label, file hash) lines: what the model was trained on."""
+def data_fingerprint(files: dataset.LabelledFiles, roots: dict[Path, str]) -> str:
+    """SHA-256 over the sorted (source/path, label, file hash) lines: what the model was trained on."""
     digest = hashlib.sha256()
-    for path, label in sorted(zip(files.paths, files.labels.tolist(), strict=True)):
-        digest.update(f"{path.relative_to(root)}\t{label}\t{sha256_file(path)}\n".encode())
+    for name, label, path in sorted(
+        (_relative(path, roots), label, path)
+        for path, label in zip(files.paths, files.labels.tolist(), strict=True)
+    ):
+        digest.update(f"{name}\t{label}\t{sha256_file(path)}\n".encode())
     return digest.hexdigest()
+
+
+def _relative(path: Path, roots: dict[Path, str]) -> str:
+    for root, name in roots.items():
+        if path.is_relative_to(root):
+            return f"{name}/{path.relative_to(root)}"
+    return str(path)
 
 
 def train(
@@ -40,41 +50,55 @@ def train(
     alpha: float = 1.0,
     limit: int | None = None,
     epochs_scale: float = 1.0,
+    extra: tuple[Path, ...] = (),
 ) -> dict[str, Any]:
     """Train one model; write model.keras, history, split, plots and run.json into `out`.
 
-    `limit` keeps the first N images of each class and `epochs_scale` shrinks the schedule: both
-    exist for tests and smoke runs, and are recorded in run.json.
+    `extra` folders (each with benign/ and malignant/, another hospital's images) join
+    DATA_DIR/train; each source is split into train and validation on its own, by near-duplicate
+    groups, and validation is reported per source and pooled. `limit` keeps the first N images of
+    each class of each source and `epochs_scale` shrinks the schedule: both exist for tests and
+    smoke runs, and are recorded in run.json.
     """
     import keras
     import tensorflow as tf
 
     started = time.monotonic()
     train_root = data_dir / "train"
-    files = dataset.list_labelled(train_root)
-    if limit:
-        keep = np.concatenate([np.nonzero(files.labels == c)[0][:limit] for c in (0, 1)])
-        files = dataset.LabelledFiles([files.paths[i] for i in keep], files.labels[keep])
+    sources = {train_root: data_dir.name, **{folder: folder.name for folder in extra}}
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(seed)
 
-    logger.info("finding duplicate groups among %d training images", len(files.paths))
-    groups = dataset.duplicate_groups(files.paths)
-    # The split has its own seed: runs that differ only in `seed` share one validation set, so
-    # seeds and recipes are compared (and ensembled) on the same images.
-    tr, va = dataset.grouped_split(files.labels, groups, seed=split_seed)
+    paths: list[Path] = []
+    labels: list[np.ndarray] = []
+    source_of: list[str] = []
+    tr_parts: list[np.ndarray] = []
+    va_parts: list[np.ndarray] = []
+    for root, name in sources.items():
+        part = dataset.list_labelled(root)
+        if limit:
+            keep = np.concatenate([np.nonzero(part.labels == c)[0][:limit] for c in (0, 1)])
+            part = dataset.LabelledFiles([part.paths[i] for i in keep], part.labels[keep])
+        logger.info("finding duplicate groups among %d images of %s", len(part.paths), name)
+        groups = dataset.duplicate_groups(part.paths)
+        # The split has its own seed: runs that differ only in `seed` share one validation set, so
+        # seeds and recipes are compared (and ensembled) on the same images.
+        tr_s, va_s = dataset.grouped_split(part.labels, groups, seed=split_seed)
+        offset = len(paths)
+        tr_parts.append(tr_s + offset)
+        va_parts.append(va_s + offset)
+        paths += part.paths
+        labels.append(part.labels)
+        source_of += [name] * len(part.paths)
+        logger.info("%s: %d train, %d validation", name, len(tr_s), len(va_s))
+    files = dataset.LabelledFiles(paths, np.concatenate(labels))
+    tr, va = np.concatenate(tr_parts), np.concatenate(va_parts)
     split = {
-        "train": [str(files.paths[i].relative_to(data_dir)) for i in tr],
-        "validation": [str(files.paths[i].relative_to(data_dir)) for i in va],
-        "groups_with_several_images": int((np.bincount(groups) > 1).sum()),
+        "train": [_relative(files.paths[i], sources) for i in tr],
+        "validation": [_relative(files.paths[i], sources) for i in va],
     }
     (out / "split.json").write_text(json.dumps(split, indent=1))
-    logger.info(
-        "split: %d train, %d validation (grouped by %d duplicate groups)",
-        len(tr),
-        len(va),
-        split["groups_with_several_images"],
-    )
+    val_source = np.asarray([source_of[i] for i in va])
 
     pixels = dataset.load_pixels(files.paths, size=size)
     x_tr, y_tr = pixels[tr], files.labels[tr].astype("float32")
@@ -84,7 +108,13 @@ def train(
         tf.data.Dataset.from_tensor_slices((x_tr, y_tr))
         .shuffle(len(x_tr), seed=seed, reshuffle_each_iteration=True)
         .batch(recipe.batch_size)
-        .map(lambda x, y: (aug(tf.cast(x, "float32"), training=True), y), num_parallel_calls=1)
+        .map(
+            lambda x, y: (
+                aug(colour_jitter(tf.cast(x, "float32"), recipe=recipe, seed=seed), training=True),
+                y,
+            ),
+            num_parallel_calls=1,
+        )
         .prefetch(2)
     )
     val_ds = tf.data.Dataset.from_tensor_slices((x_va.astype("float32"), y_va)).batch(64)
@@ -157,6 +187,9 @@ def train(
         if candidates:
             model.set_weights(candidates[best_epoch])
 
+    if val_probs is None:
+        val_probs = view_averaged(model, x_va, tta=recipe.tta)
+    chosen = operating_point(y_va, val_probs, tta=recipe.tta)
     model.save(out / "model.keras")
     (out / "history.json").write_text(json.dumps(history, indent=1))
     from skinscreen.models.training.plots import plot_history
@@ -171,13 +204,21 @@ def train(
         "epochs": {"head": head_epochs, "finetune": fine_epochs, "kept": best_epoch},
         "limit_per_class": limit,
         "candidates_validation_auc": {str(k): v for k, v in candidate_aucs.items()},
-        **operating_point(
-            y_va,
-            val_probs if val_probs is not None else view_averaged(model, x_va, tta=recipe.tta),
-            tta=recipe.tta,
-        ),
-        "train_data_sha256": data_fingerprint(files, data_dir),
+        **chosen,
+        "validation_by_source": {
+            name: _summary(y_va[val_source == name], val_probs[val_source == name], chosen["threshold"])
+            for name in sources.values()
+        },
+        "train_data_sha256": data_fingerprint(files, sources),
         "train_dir": str(train_root.resolve()),
+        "extra_train_dirs": [str(folder.resolve()) for folder in extra],
+        "images_by_source": {
+            name: {
+                "train": int((np.asarray(source_of)[tr] == name).sum()),
+                "validation": int((val_source == name).sum()),
+            }
+            for name in sources.values()
+        },
         "backbone_weights": str(backbone_weights) if backbone_weights else "keras-download:imagenet",
         "backbone_weights_sha256": sha256_file(backbone_weights) if backbone_weights else None,
         "train_images": len(tr),
