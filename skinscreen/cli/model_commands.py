@@ -188,14 +188,23 @@ def train(
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Evaluate the exported model here and put the figures in the model card.",
 )
-def export(run_dir: Path, out: Path | None, name: str | None, test_dir: Path | None) -> None:
+@click.option(
+    "--external-dir",
+    "external_dirs",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Another hospital's labelled test folder to report in the card (never used for a choice).",
+)
+def export(
+    run_dir: Path, out: Path | None, name: str | None, test_dir: Path | None, external_dirs: tuple[Path, ...]
+) -> None:
     """Write the deployable model: model.keras, model.onnx, card.json and MODEL_CARD.md."""
     from skinscreen.models.training.card import finish_card
     from skinscreen.models.training.export import export_run
 
     out = out or run_dir / "model"
     card = export_run(run_dir, out=out, name=name)
-    finish_card(out, test_dir=test_dir, eval_out=run_dir / "test-evaluation")
+    finish_card(out, test_dir=test_dir, eval_out=run_dir / "test-evaluation", external_dirs=external_dirs)
     click.echo(f"exported {card['version']} to {out}")
 
 

@@ -10,12 +10,25 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 
-def finish_card(model_dir: Path, *, test_dir: Path | None, eval_out: Path | None = None) -> dict[str, Any]:
-    """Add test figures (with and without near-duplicates, ONNX vs Keras) and write MODEL_CARD.md."""
+def finish_card(
+    model_dir: Path,
+    *,
+    test_dir: Path | None,
+    eval_out: Path | None = None,
+    external_dirs: tuple[Path, ...] = (),
+) -> dict[str, Any]:
+    """Add test figures (with and without near-duplicates, ONNX vs Keras), external test figures
+    (other hospitals, reported, never used for a choice) and write MODEL_CARD.md."""
     card: dict[str, Any] = json.loads((model_dir / "card.json").read_text())
+    out = eval_out or model_dir.parent / "test-evaluation"
     if test_dir is not None:
-        card["test"] = test_figures(model_dir, test_dir, out=eval_out or model_dir.parent / "test-evaluation")
-        (model_dir / "card.json").write_text(json.dumps(card, indent=1))
+        card["test"] = test_figures(model_dir, test_dir, out=out)
+    if external_dirs:
+        card["external_test"] = {
+            folder.name: external_figures(model_dir, folder, out=out.parent / f"external-{folder.name}")
+            for folder in external_dirs
+        }
+    (model_dir / "card.json").write_text(json.dumps(card, indent=1))
     (model_dir / "MODEL_CARD.md").write_text(render(card))
     return card
 
@@ -42,6 +55,15 @@ def test_figures(model_dir: Path, test_dir: Path, *, out: Path) -> dict[str, Any
     }
 
 
+def external_figures(model_dir: Path, folder: Path, *, out: Path) -> dict[str, Any]:
+    """`evaluate` on another hospital's labelled folder, at the model's own threshold."""
+    from skinscreen.models.classifier import load_classifier
+    from skinscreen.models.training.evaluate import evaluate
+
+    result = evaluate(folder, classifier=load_classifier(model_dir, backend="onnx"), out=out, train_dir=None)
+    return {"data_dir": str(folder), "all": result["all"]}
+
+
 def _row(name: str, m: dict[str, Any]) -> str:
     t, h = m["at_threshold"], m["at_0.5"]
     return (
@@ -66,6 +88,8 @@ def render(card: dict[str, Any]) -> str:
         "",
         f"- Architecture: {card.get('architecture')}",
         f"- Input: {card['preprocessing']['input']}; {card['preprocessing']['scaling']}",
+        f"- Colour constancy: {card['preprocessing'].get('colour_constancy', 'none')}",
+        f"- Network passes per image: {card.get('views', 1)} (test-time views: {card.get('tta', 'none')})",
         f"- Operating threshold: **{card['threshold']:.6f}** ({card.get('threshold_rule')}); "
         "a case is flagged when its probability is >= the threshold",
         "- Files: "
@@ -86,6 +110,11 @@ def render(card: dict[str, Any]) -> str:
         f"versions {tr.get('versions')}",
         "- Validation (used to pick the epoch and the threshold): "
         + ", ".join(f"{k} {v:.4f}" for k, v in tr.get("validation", {}).items()),
+        *[
+            f"  - {source} ({tr.get('images_by_source', {}).get(source, {}).get('validation', '?')} images): "
+            + ", ".join(f"{k} {v:.4f}" for k, v in figures.items())
+            for source, figures in tr.get("validation_by_source", {}).items()
+        ],
         *([f"- Note: {tr['threshold_note']}"] if tr.get("threshold_note") else []),
         *([f"- Chosen as the shipped model: {card['selection']}"] if card.get("selection") else []),
         "",
@@ -111,6 +140,31 @@ def render(card: dict[str, Any]) -> str:
             f"{test['onnx_vs_keras_max_abs_diff']:.2e}.",
             "",
         ]
+    for name, ext in card.get("external_test", {}).items():
+        ci = ext["all"].get("intervals_95", {})
+        lines += [
+            f"## External test: {name}",
+            "",
+            f"On `{ext['data_dir']}` ({ext['all']['n']} images from another hospital), reported only: never "
+            "used to train, tune, or choose a threshold, recipe or seed.",
+            "",
+            "| subset | n | accuracy | ROC AUC | sensitivity | specificity "
+            "| acc. @0.5 | sens. @0.5 | spec. @0.5 | Brier |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            _row(name, ext["all"]),
+            "",
+            *(
+                [
+                    f"95 % intervals ({ci['method']}): ROC AUC "
+                    f"{ci['roc_auc'][0]:.3f}-{ci['roc_auc'][1]:.3f}, "
+                    f"sensitivity {ci['sensitivity'][0]:.3f}-{ci['sensitivity'][1]:.3f}, specificity "
+                    f"{ci['specificity'][0]:.3f}-{ci['specificity'][1]:.3f}.",
+                    "",
+                ]
+                if ci.get("computed")
+                else []
+            ),
+        ]
     int8 = card.get("int8_test")
     if int8:
         lines += [
@@ -126,8 +180,9 @@ def render(card: dict[str, Any]) -> str:
     lines += [
         "## Limitations",
         "",
-        "- Trained on 2,637 dermoscopy images (ISIC Archive via Kaggle, 224x224); other cameras, "
-        "clinical (non-dermoscopic) photos and other populations are out of distribution.",
+        f"- Trained on dermoscopy images from {len(tr.get('images_by_source') or {'one': 0})} archive(s) "
+        "(224x224); other cameras, clinical (non-dermoscopic) photos and other populations are out of "
+        "distribution: calibrate each site (docs/sites.md).",
         "- Benign vs malignant only: no lesion subtype.",
         "- The threshold targets 90 % sensitivity on validation; sensitivity on new data can be lower.",
         "",

@@ -17,6 +17,7 @@ from skinscreen.models.classifier import Scorer
 logger = logging.getLogger(__name__)
 
 ONNX_TOLERANCE = 1e-4
+VIEWS = {"none": 1, "flip4": 4, "dihedral8": 8}  # network passes per image for each test-time mode
 
 
 def export_run(run_dir: Path, *, out: Path, name: str | None = None) -> dict[str, Any]:
@@ -40,6 +41,7 @@ def export_run(run_dir: Path, *, out: Path, name: str | None = None) -> dict[str
         "threshold": run["threshold"],
         "threshold_rule": run["threshold_rule"],
         "tta": run.get("tta", "none"),
+        "views": VIEWS[run.get("tta", "none")],
         "input_size": size,
         "preprocessing": {
             "input": "RGB, resized to input_size x input_size with Pillow bilinear, float32 in 0..255",
@@ -47,6 +49,11 @@ def export_run(run_dir: Path, *, out: Path, name: str | None = None) -> dict[str
             + ("x/255" if run["recipe"]["rescale"] == "unit" else "x/127.5 - 1"),
             "reader": "skinscreen.images.read_image (EXIF orientation applied, DICOM YBR to RGB)",
             "test_time_views": run.get("tta", "none"),
+            "colour_constancy": (
+                f"Shades of Gray, p={run['recipe']['colour_constancy']:g}, the network's first layer"
+                if run["recipe"].get("colour_constancy")
+                else "none"
+            ),
         },
         "architecture": f"MobileNetV2 alpha {run['alpha']}, GlobalAveragePooling, Dropout, Dense(1, sigmoid)",
         "files": {
@@ -73,6 +80,9 @@ def export_run(run_dir: Path, *, out: Path, name: str | None = None) -> dict[str
                 "seconds",
                 "versions",
                 "validation",
+                "validation_by_source",
+                "images_by_source",
+                "extra_train_dirs",
                 "limit_per_class",
             )
             if k in run
