@@ -170,8 +170,13 @@ def run_bench(
     workers: int,
     naive_images: int,
     batch_size: int,
+    baseline: str | None = None,
 ) -> list[Measure]:
-    """All measurements on the same images; returns the table rows."""
+    """All measurements on the same images; returns the table rows.
+
+    With `baseline` (another model), its runtime alone is measured on the same pixels right after
+    this model's, so the two models' costs are compared in one run.
+    """
     from skinscreen.models.classifier import load_classifier
     from skinscreen.models.training.dataset import load_pixels
 
@@ -182,6 +187,12 @@ def run_bench(
         paths = make_images(sources, work / "images", size=size)
         pixels = load_pixels(paths, size=classifier.input_size)
         rows = [raw_runtime(classifier, pixels, batch_size=batch_size)]
+        if baseline:
+            other = load_classifier(baseline, backend=settings.backend, threads=settings.threads)
+            row = raw_runtime(other, load_pixels(paths, size=other.input_size), batch_size=batch_size)
+            views = other.card.data.get("views", other.card.tta)
+            row.name = f"{BASELINE}{other.version} ({views} views)"
+            rows.append(row)
         rows.append(embedded(paths, classifier=classifier, settings=settings, work=work))
         if workers:
             rows.append(distributed(paths, settings=settings, work=work, workers=workers))
@@ -196,6 +207,9 @@ def run_bench(
     return rows
 
 
+BASELINE = "baseline runtime alone: "
+
+
 def render(rows: list[Measure], *, size: int, extra: dict[str, Any]) -> str:
     raw, naive_row = rows[0], rows[-1]
     lines = [
@@ -208,6 +222,9 @@ def render(rows: list[Measure], *, size: int, extra: dict[str, Any]) -> str:
             f"{row.name:<48} {row.images:>7} {row.seconds:>8.2f} {row.per_second:>8.1f} "
             f"{row.per_second / raw.per_second:>10.2f} {row.per_second / naive_row.per_second:>8.2f}"
         )
+    for row in rows:
+        if row.name.startswith(BASELINE):
+            lines += ["", f"runtime alone: {raw.per_second / row.per_second:.2f} x the baseline model's"]
     return "\n".join(lines)
 
 

@@ -46,6 +46,10 @@ from skinscreen.config import Settings
     help="Instead: score this many images in one worker process and report "
     "its resident memory over time (e.g. --soak 10000).",
 )
+@click.option(
+    "--baseline",
+    help="Another model (shipped name or folder) whose runtime alone is measured on the same images.",
+)
 @click.pass_obj
 def bench(
     settings: Settings,
@@ -56,6 +60,7 @@ def bench(
     batch_size: int,
     data: Path,
     soak: int | None,
+    baseline: str | None,
 ) -> None:
     """Print the runtime's throughput, the pipeline's end to end, a naive baseline and their ratios."""
     from skinscreen.bench import render, run_bench
@@ -76,6 +81,7 @@ def bench(
         workers=workers,
         naive_images=min(naive_images, images),
         batch_size=batch_size,
+        baseline=baseline,
     )
     click.echo(render(rows, size=int(size), extra={"model": settings.model, "cores": _cores()}))
 
