@@ -20,7 +20,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One short training run on 16 images per class at 96x96, with only train/ present."""
+    """One short multi-site run: 16 images per class at 96x96 with only train/ present, plus an
+    extra site's folder of 8 per class (other dataset images standing in for another hospital)."""
     if not WEIGHTS.exists():
         pytest.skip(f"ImageNet weights not found at {WEIGHTS}")
     data = tmp_path_factory.mktemp("data")
@@ -28,6 +29,9 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (data / "train" / label).mkdir(parents=True)
         for src in dataset_images(label, 16, split="train"):
             shutil.copy(src, data / "train" / label / src.name)
+        (data.parent / "site-b" / label).mkdir(parents=True)
+        for src in dataset_images(label, 24, split="train")[16:]:
+            shutil.copy(src, data.parent / "site-b" / label / src.name)
     out = data.parent / "run"
     result = CliRunner().invoke(
         cli,
@@ -37,7 +41,9 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--out",
             str(out),
             "--recipe",
-            "default",
+            "multisite",
+            "--extra",
+            str(data.parent / "site-b"),
             "--size",
             "96",
             "--backbone-weights",
@@ -65,8 +71,11 @@ def test_training_writes_the_model_history_split_and_curves(trained_run: Path) -
         assert (trained_run / name).stat().st_size > 0
     split = json.loads((trained_run / "split.json").read_text())
     assert not set(split["train"]) & set(split["validation"])
-    assert all(p.startswith("train/") for p in split["train"] + split["validation"])
-    assert len(split["train"]) + len(split["validation"]) == 32
+    names = split["train"] + split["validation"]
+    assert sum(p.startswith("train/") for p in names) == 32
+    assert sum(p.startswith("site-b/") for p in names) == 16
+    assert run["images_by_source"]["site-b"] == {"train": 12, "validation": 4}  # 20 % of each class
+    assert len(run["validation_by_source"]) == 2 and "site-b" in run["validation_by_source"]
 
 
 def test_the_onnx_export_gives_the_keras_probabilities(trained_run: Path, tmp_path: Path) -> None:
@@ -77,7 +86,8 @@ def test_the_onnx_export_gives_the_keras_probabilities(trained_run: Path, tmp_pa
     result = CliRunner().invoke(cli, ["export", str(trained_run), "--out", str(out)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     card = json.loads((out / "card.json").read_text())
-    assert card["input_size"] == 96 and card["tta"] == "dihedral8"
+    assert card["input_size"] == 96 and card["tta"] == "none" and card["views"] == 1
+    assert card["preprocessing"]["colour_constancy"].startswith("Shades of Gray, p=6")
     assert "not a diagnosis" in (out / "MODEL_CARD.md").read_text()
     pixels = load_pixels(dataset_images("benign", 6) + dataset_images("malignant", 6), size=96)
     onnx = load_classifier(out, backend="onnx").predict(pixels)

@@ -20,21 +20,21 @@ from skinscreen.models.training.thresholds import choose_threshold
 logger = logging.getLogger(__name__)
 
 
-def data_fingerprint(files: dataset.LabelledFiles, roots: dict[Path, str]) -> str:
+def data_fingerprint(files: dataset.LabelledFiles, prefixes: dict[Path, str]) -> str:
     """SHA-256 over the sorted (source/path, label, file hash) lines: what the model was trained on."""
     digest = hashlib.sha256()
     for name, label, path in sorted(
-        (_relative(path, roots), label, path)
+        (_relative(path, prefixes), label, path)
         for path, label in zip(files.paths, files.labels.tolist(), strict=True)
     ):
         digest.update(f"{name}\t{label}\t{sha256_file(path)}\n".encode())
     return digest.hexdigest()
 
 
-def _relative(path: Path, roots: dict[Path, str]) -> str:
-    for root, name in roots.items():
+def _relative(path: Path, prefixes: dict[Path, str]) -> str:
+    for root, prefix in prefixes.items():
         if path.is_relative_to(root):
-            return f"{name}/{path.relative_to(root)}"
+            return f"{prefix}/{path.relative_to(root)}" if prefix else str(path.relative_to(root))
     return str(path)
 
 
@@ -66,6 +66,9 @@ def train(
     started = time.monotonic()
     train_root = data_dir / "train"
     sources = {train_root: data_dir.name, **{folder: folder.name for folder in extra}}
+    # Paths in split.json and the data fingerprint: DATA_DIR-relative for the main set (as before
+    # extra sets existed, so a run on the same data keeps its fingerprint), NAME/... for the others.
+    prefixes = {data_dir: "", **{folder: folder.name for folder in extra}}
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(seed)
 
@@ -94,8 +97,8 @@ def train(
     files = dataset.LabelledFiles(paths, np.concatenate(labels))
     tr, va = np.concatenate(tr_parts), np.concatenate(va_parts)
     split = {
-        "train": [_relative(files.paths[i], sources) for i in tr],
-        "validation": [_relative(files.paths[i], sources) for i in va],
+        "train": [_relative(files.paths[i], prefixes) for i in tr],
+        "validation": [_relative(files.paths[i], prefixes) for i in va],
     }
     (out / "split.json").write_text(json.dumps(split, indent=1))
     val_source = np.asarray([source_of[i] for i in va])
@@ -209,7 +212,7 @@ def train(
             name: _summary(y_va[val_source == name], val_probs[val_source == name], chosen["threshold"])
             for name in sources.values()
         },
-        "train_data_sha256": data_fingerprint(files, sources),
+        "train_data_sha256": data_fingerprint(files, prefixes),
         "train_dir": str(train_root.resolve()),
         "extra_train_dirs": [str(folder.resolve()) for folder in extra],
         "images_by_source": {
