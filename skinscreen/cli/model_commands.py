@@ -145,6 +145,11 @@ def evaluate(
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Another hospital's labelled folder (benign/, malignant/) to train on as well; repeatable.",
 )
+@click.option(
+    "--init-from",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Start from another run's model.keras (to train it longer).",
+)
 def train(
     data_dir: Path,
     out: Path,
@@ -157,6 +162,7 @@ def train(
     limit: int | None,
     epochs_scale: float,
     extra: tuple[Path, ...],
+    init_from: Path | None,
 ) -> None:
     """Train on DATA_DIR/train/{benign,malignant} and any --extra folders (DATA_DIR/test is never opened)."""
     from skinscreen.models.training.train import train as run_train
@@ -173,6 +179,7 @@ def train(
         limit=limit,
         epochs_scale=epochs_scale,
         extra=extra,
+        init_from=init_from,
     )
     click.echo(json.dumps({"out": str(out), "threshold": run["threshold"], "validation": run["validation"]}))
 

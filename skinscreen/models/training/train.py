@@ -51,6 +51,7 @@ def train(
     limit: int | None = None,
     epochs_scale: float = 1.0,
     extra: tuple[Path, ...] = (),
+    init_from: Path | None = None,
 ) -> dict[str, Any]:
     """Train one model; write model.keras, history, split, plots and run.json into `out`.
 
@@ -58,7 +59,9 @@ def train(
     DATA_DIR/train; each source is split into train and validation on its own, by near-duplicate
     groups, and validation is reported per source and pooled. `limit` keeps the first N images of
     each class of each source and `epochs_scale` shrinks the schedule: both exist for tests and
-    smoke runs, and are recorded in run.json.
+    smoke runs, and are recorded in run.json. `init_from` (a model.keras of the same recipe family)
+    starts from another run's weights, to train it longer; a recipe with no head epochs then goes
+    straight to fine-tuning.
     """
     import keras
     import tensorflow as tf
@@ -128,24 +131,30 @@ def train(
         class_weight = {c: float(len(tr) / (2 * counts[c])) for c in (0, 1)}
 
     model = build_model(recipe=recipe, size=size, alpha=alpha, backbone_weights=backbone_weights)
+    if init_from is not None:
+        import skinscreen.models.layers  # noqa: F401  (registers the model's own layers)
+
+        model.set_weights(keras.models.load_model(init_from, compile=False).get_weights())
     loss = keras.losses.BinaryCrossentropy(label_smoothing=recipe.label_smoothing)
 
     def metrics() -> list[Any]:
         return ["accuracy", keras.metrics.AUC(name="auc")]
 
-    head_epochs = max(1, round(recipe.head_epochs * epochs_scale))
+    head_epochs = max(1, round(recipe.head_epochs * epochs_scale)) if recipe.head_epochs else 0
     fine_epochs = max(1, round(recipe.finetune_epochs * epochs_scale)) if recipe.finetune_epochs else 0
     model.compile(optimizer=keras.optimizers.Adam(recipe.head_lr), loss=loss, metrics=metrics())
-    logger.info("stage 1: %d epochs with the base frozen", head_epochs)
-    h1 = model.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=head_epochs,
-        class_weight=class_weight,
-        verbose=2,
-        shuffle=False,
-    )
-    history = {k: list(map(float, v)) for k, v in h1.history.items()}
+    history: dict[str, list[float]] = {}
+    if head_epochs:
+        logger.info("stage 1: %d epochs with the base frozen", head_epochs)
+        h1 = model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=head_epochs,
+            class_weight=class_weight,
+            verbose=2,
+            shuffle=False,
+        )
+        history = {k: list(map(float, v)) for k, v in h1.history.items()}
 
     best_epoch: int | str = head_epochs
     candidate_aucs: dict[int | str, float] = {}
@@ -206,6 +215,7 @@ def train(
         "alpha": alpha,
         "epochs": {"head": head_epochs, "finetune": fine_epochs, "kept": best_epoch},
         "limit_per_class": limit,
+        "init_from": {"path": str(init_from), "sha256": sha256_file(init_from)} if init_from else None,
         "candidates_validation_auc": {str(k): v for k, v in candidate_aucs.items()},
         **chosen,
         "validation_by_source": {
