@@ -6,7 +6,6 @@ Large photos are made by upscaling dataset images (JPEG, quality 90).
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import subprocess
@@ -23,8 +22,6 @@ from PIL import Image
 
 from skinscreen.config import Settings
 from skinscreen.models.classifier import Classifier
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -82,8 +79,8 @@ def embedded(paths: Sequence[Path], *, classifier: Classifier, settings: Setting
     start = time.perf_counter()
     summary = run_embedded([inbox], settings=conf, once=True, progress=False, classifier=classifier)
     seconds = time.perf_counter() - start
-    if summary.report.scored != len(paths):
-        raise RuntimeError(f"embedded run scored {summary.report.scored} of {len(paths)}")
+    if summary.counts.scored != len(paths):
+        raise RuntimeError(f"embedded run scored {summary.counts.scored} of {len(paths)}")
     return Measure("end to end, embedded", len(paths), seconds)
 
 
@@ -271,10 +268,11 @@ def soak(
     """
     from concurrent.futures import ThreadPoolExecutor
 
+    from skinscreen.counts import Counts
     from skinscreen.db import migrate, queries
     from skinscreen.db.session import make_engine, make_session_factory, session_scope
     from skinscreen.models.classifier import load_classifier
-    from skinscreen.worker.scoring import BatchReport, score_ids
+    from skinscreen.worker.batches import score_ids
 
     classifier = load_classifier(settings.model, backend=settings.backend, threads=settings.threads)
     with tempfile.TemporaryDirectory(prefix="skinscreen-soak-") as tmp:
@@ -296,7 +294,7 @@ def soak(
                 for i in range(images)
             ]
         samples: list[tuple[int, int]] = []
-        report = BatchReport()
+        report = Counts()
         start = time.perf_counter()
         with ThreadPoolExecutor(max_workers=settings.threads or 2) as pool:
             for i in range(0, len(ids), batch_size):

@@ -14,6 +14,6 @@ def is_flagged(probability: float, threshold: float) -> bool:
     return bool(probability >= threshold)
 
 
-def flags(probabilities: np.ndarray, threshold: float) -> np.ndarray:
-    """`is_flagged` over an array of probabilities."""
-    return np.asarray(probabilities) >= threshold
+def flags(probabilities: np.ndarray, threshold: float | np.ndarray) -> np.ndarray:
+    """`is_flagged` over an array of probabilities; `threshold` is one for all, or one per probability."""
+    return np.asarray(probabilities) >= np.asarray(threshold)

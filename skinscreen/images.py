@@ -95,13 +95,13 @@ Pixels = npt.NDArray[np.uint8]
 
 @dataclass(frozen=True)
 class DicomInfo:
-    """Identifiers and context kept from a DICOM file (no patient identifiers)."""
+    """Identifiers and context kept from a DICOM file (no patient identifiers); each field is an
+    `image` column of the same name, so nothing read here is dropped on the way to the table."""
 
     study_uid: str | None = None
     series_uid: str | None = None
     sop_uid: str | None = None
     sop_class_uid: str | None = None
-    transfer_syntax: str | None = None
     body_site: str | None = None
     acquisition_date: str | None = None
 
@@ -231,7 +231,6 @@ def _dicom_info(ds: Dataset) -> DicomInfo:
         series_uid=_text(ds.get("SeriesInstanceUID")),
         sop_uid=_text(ds.get("SOPInstanceUID")),
         sop_class_uid=_text(ds.get("SOPClassUID")),
-        transfer_syntax=_text(ds.file_meta.get("TransferSyntaxUID")),
         body_site=_text(body_site),
         acquisition_date=_text(acquired),
     )
@@ -241,6 +240,7 @@ def _read_dicom(fh: BinaryIO, *, name: str) -> LoadedImage:
     try:
         ds = pydicom.dcmread(fh)
         info = _dicom_info(ds)
+        syntax = _text(ds.file_meta.get("TransferSyntaxUID"))
         frames = int(ds.get("NumberOfFrames") or 1)
         size = int(ds.get("Rows") or 0) * int(ds.get("Columns") or 0)
         has_pixels = "PixelData" in ds
@@ -248,7 +248,7 @@ def _read_dicom(fh: BinaryIO, *, name: str) -> LoadedImage:
         logger.debug("%s: pydicom failed on the header with %s", name, type(exc).__name__)
         raise UnreadableImageError("damaged DICOM header") from exc
     # Invalid UIDs count as damage, which also keeps stray header bytes out of the reasons below.
-    if info.transfer_syntax is None or not UID(info.transfer_syntax).is_valid:
+    if syntax is None or not UID(syntax).is_valid:
         raise UnreadableImageError("damaged DICOM header")
     if info.sop_class_uid is None:  # pydicom drops the whole data set when the file ends early
         raise UnreadableImageError("damaged or truncated DICOM data set (no SOP class UID)")
@@ -264,12 +264,11 @@ def _read_dicom(fh: BinaryIO, *, name: str) -> LoadedImage:
     if Image.MAX_IMAGE_PIXELS is not None and size > Image.MAX_IMAGE_PIXELS:
         raise UnreadableImageError(_too_large(size))
     try:
-        decodable = get_decoder(UID(info.transfer_syntax)).is_available
+        decodable = get_decoder(UID(syntax)).is_available
     except NotImplementedError:
         decodable = False
     if not decodable:
-        syntax = _describe(info.transfer_syntax)
-        raise UnreadableImageError(f"DICOM transfer syntax {syntax} cannot be decoded")
+        raise UnreadableImageError(f"DICOM transfer syntax {_describe(syntax)} cannot be decoded")
     try:
         pixels = _dicom_rgb(ds)
     except UnreadableImageError:

@@ -1,6 +1,6 @@
 """The embedded mode: ingest and score in one process on the SQLite default, no Redis.
 
-It goes through the same Ingester and the same `score_ids` as the distributed mode; only the
+It goes through the same Ingester, Dispatcher and `score_ids` as the distributed mode; only the
 sender differs (a direct call instead of a Celery message).
 """
 
@@ -16,36 +16,35 @@ from typing import Any
 from tqdm import tqdm
 
 from skinscreen.config import Settings
+from skinscreen.counts import Counts
 from skinscreen.db import migrate
 from skinscreen.db.session import make_engine, make_session_factory
+from skinscreen.ingest.dispatch import Dispatcher
 from skinscreen.ingest.watcher import Ingester
 from skinscreen.models.classifier import Scorer, load_classifier
-from skinscreen.worker.scoring import BatchReport, score_ids
+from skinscreen.worker.batches import score_ids
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class RunSummary:
-    """What one `skinscreen run` did."""
+    """What one `skinscreen run` did: the ingester's and the scoring's counts, and the model."""
 
-    seen: int = 0
-    new: int = 0
-    duplicate: int = 0
-    refused: int = 0
-    report: BatchReport = field(default_factory=BatchReport)
+    counts: Counts = field(default_factory=Counts)
     model_version: str = ""
 
     def as_dict(self) -> dict[str, Any]:
+        c = self.counts
         return {
-            "files_seen": self.seen,
-            "new_images": self.new,
-            "duplicates": self.duplicate,
-            "refused": self.refused,
-            "scored": self.report.scored,
-            "flagged": self.report.flagged,
-            "failed": self.report.failed,
-            "failed_by_reason": dict(sorted(self.report.reasons.items())),
+            "files_seen": c.seen,
+            "new_images": c.new,
+            "duplicates": c.duplicate,
+            "refused": c.refused,
+            "scored": c.scored,
+            "flagged": c.flagged,
+            "failed": c.failed,
+            "failed_by_reason": dict(sorted(c.reasons.items())),
             "model_version": self.model_version,
         }
 
@@ -70,17 +69,19 @@ def run_embedded(
     with ThreadPoolExecutor(max_workers=settings.threads or 2, thread_name_prefix="decode") as pool:
 
         def send(ids: list[int]) -> None:
-            batch = score_ids(ids, sessions=sessions, classifier=classifier, pool=pool)
-            summary.report.add(batch)
+            summary.counts.add(score_ids(ids, sessions=sessions, classifier=classifier, pool=pool))
             bar.update(len(ids))
-            bar.set_postfix(flagged=summary.report.flagged, failed=summary.report.failed, refresh=False)
+            bar.set_postfix(flagged=summary.counts.flagged, failed=summary.counts.failed, refresh=False)
 
         def registered(_image_id: int, new: int) -> None:
             bar.total += new
 
-        ingester = Ingester(roots, settings=settings, sessions=sessions, send=send, on_registered=registered)
+        dispatcher = Dispatcher(settings=settings, sessions=sessions, send=send, in_process=True)
+        ingester = Ingester(
+            roots, settings=settings, sessions=sessions, dispatcher=dispatcher, on_registered=registered
+        )
         # Nothing else scores in this mode: anything left queued by an earlier run is ours now.
-        left = ingester.sweep(older_than=timedelta(0))
+        left = dispatcher.sweep(older_than=timedelta(0))
         bar.total += left
         try:
             ingester.run(once=once)
@@ -89,6 +90,5 @@ def run_embedded(
         finally:
             bar.close()
             engine.dispose()
-    for key in ("seen", "new", "duplicate", "refused"):
-        setattr(summary, key, ingester.counts[key])
+    summary.counts.add(ingester.counts)
     return summary

@@ -9,13 +9,16 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
-DATA = SHARED / "data" / "skin-cancer-mvb"
+# TEST_DATA_DIR points the tests at another copy of the dataset (or, set to a missing folder, shows
+# that every test needing it skips).
+DATA = Path(os.environ.get("TEST_DATA_DIR") or SHARED / "data" / "skin-cancer-mvb")
 WEIGHTS = SHARED / "weights" / "mobilenet_v2_1.0_224_imagenet_no_top.weights.h5"
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 # TEST_REDIS_URL lets developers run suites side by side on one Redis (each its own database).
@@ -39,7 +42,9 @@ def data_dir() -> Path:
 
 
 def dataset_images(label: str, count: int, *, split: str = "test") -> list[Path]:
-    """The first `count` dataset images of a class, in a stable order."""
+    """The first `count` dataset images of a class, in a stable order; skips the test without the dataset."""
+    if not DATA.is_dir():
+        pytest.skip(f"dataset not found at {DATA}")
     return sorted((DATA / split / label).glob("*.jpg"), key=lambda p: int(p.stem))[:count]
 
 
@@ -54,7 +59,9 @@ def build_tiny_model(out: Path, *, size: int = 64, version: str = "tiny-test") -
         input_shape=(size, size, 3), alpha=0.35, include_top=False, weights=None
     )
     x = keras.layers.GlobalAveragePooling2D()(base(x, training=False))
-    # A large random head spreads the probabilities so that both sides of the threshold occur.
+    # Untrained, the backbone's features shrink to about 1e-11 (every probability would be 0.5);
+    # scaled back up, they and a large random head spread the probabilities across the threshold.
+    x = keras.layers.Rescaling(1e9, name="feature_scale")(x)
     outputs = keras.layers.Dense(
         1, activation="sigmoid", kernel_initializer=keras.initializers.RandomNormal(0, 3)
     )(x)
@@ -119,9 +126,9 @@ def pg_url() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture
-def redis_url() -> Iterator[str]:
-    """Redis database 0 (or TEST_REDIS_URL's), emptied before and after the test."""
+@contextmanager
+def empty_redis_db() -> Iterator[str]:
+    """Redis database 0 (or TEST_REDIS_URL's), emptied before and after."""
     import redis
 
     client = redis.Redis.from_url(REDIS_URL)
@@ -135,10 +142,36 @@ def redis_url() -> Iterator[str]:
 
 
 @pytest.fixture
+def redis_url() -> Iterator[str]:
+    """An empty Redis database for each test."""
+    with empty_redis_db() as url:
+        yield url
+
+
+@pytest.fixture
 def inbox(tmp_path: Path) -> Path:
     path = tmp_path / "inbox"
     path.mkdir()
     return path
+
+
+def result(
+    probability: float | None = None,
+    *,
+    reason: str | None = None,
+    threshold: float = 0.5,
+    format: str | None = None,
+    dicom: Any = None,
+) -> Any:
+    """A scoring result as `score_files` makes it: a probability flagged at `threshold`, or a reason."""
+    from skinscreen.flagging import is_flagged
+    from skinscreen.models.screening import FileScore
+
+    if probability is None:
+        return FileScore(Path("-"), None, None, None, reason, format, dicom)
+    return FileScore(
+        Path("-"), probability, is_flagged(probability, threshold), threshold, None, format, dicom
+    )
 
 
 def copy_images(paths: list[Path], folder: Path) -> list[Path]:

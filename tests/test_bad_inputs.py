@@ -23,7 +23,10 @@ from tests.conftest import dataset_images
 from tests.dicom_factory import make_corrupt_header_dicom, make_dicom, make_unsupported_syntax_dicom
 from tests.test_images import png_bytes
 
-SRC = dataset_images("malignant", 1)[0] if dataset_images("malignant", 1) else Path("missing")
+
+def source() -> Path:
+    """The dataset image most of the corpus is made from (the test skips without the dataset)."""
+    return dataset_images("malignant", 1)[0]
 
 
 def _copy(name: str, index: int) -> Callable[[Path], Path]:
@@ -33,7 +36,7 @@ def _copy(name: str, index: int) -> Callable[[Path], Path]:
 
 def _converted(name: str, mode: str, **save: object) -> Callable[[Path], Path]:
     def make(folder: Path) -> Path:
-        with Image.open(SRC) as im:
+        with Image.open(source()) as im:
             im.convert(mode).save(folder / name, **save)
         return folder / name
 
@@ -41,21 +44,21 @@ def _converted(name: str, mode: str, **save: object) -> Callable[[Path], Path]:
 
 
 def _png16(folder: Path) -> Path:
-    with Image.open(SRC) as im:
+    with Image.open(source()) as im:
         gray = np.asarray(im.convert("L"), dtype=np.uint16) * 257
     Image.fromarray(gray).save(folder / "sixteen-bit.png")
     return folder / "sixteen-bit.png"
 
 
 def _multipage(folder: Path) -> Path:
-    with Image.open(SRC) as im:
+    with Image.open(source()) as im:
         first = im.convert("RGB")
         first.save(folder / "pages.tiff", save_all=True, append_images=[first.rotate(90), first.rotate(180)])
     return folder / "pages.tiff"
 
 
 def _truncated(folder: Path) -> Path:
-    data = SRC.read_bytes()
+    data = source().read_bytes()
     (folder / "truncated.jpg").write_bytes(data[: len(data) // 2])
     return folder / "truncated.jpg"
 
@@ -87,12 +90,12 @@ CORPUS: dict[str, tuple[Callable[[Path], Path], str, str | None]] = {
     "grayscale JPEG": (_converted("gray.jpg", "L", quality=95), "scored", None),
     "multi-page TIFF (first page scored)": (_multipage, "scored", None),
     "DICOM without pixel data": (
-        lambda f: make_dicom(SRC, f / "nopixels.dcm", syntax="explicit_le", with_pixels=False),
+        lambda f: make_dicom(source(), f / "nopixels.dcm", syntax="explicit_le", with_pixels=False),
         "failed",
         "DICOM has no pixel data",
     ),
     "DICOM with an unsupported transfer syntax": (
-        lambda f: make_unsupported_syntax_dicom(SRC, f / "jxl.dcm"),
+        lambda f: make_unsupported_syntax_dicom(source(), f / "jxl.dcm"),
         "failed",
         "cannot be decoded",
     ),
@@ -167,14 +170,14 @@ def test_a_directory_named_like_an_image_is_walked_not_read(outcome: dict) -> No
 def test_the_corpus_neither_crashes_the_run_nor_blocks_the_queue(outcome: dict) -> None:
     summary = outcome["summary"]
     assert outcome["status"]["by_state"]["queued"] == 0
-    assert summary.report.scored + summary.report.failed == len(CORPUS) + 1
+    assert summary.counts.scored + summary.counts.failed == len(CORPUS) + 1
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="running as root: a chmod 000 file stays readable")
 def test_an_unreadable_file_is_refused_with_permission_denied(tmp_path: Path, tiny_model: Path) -> None:
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    locked = Path(shutil.copy(SRC, inbox / "locked.jpg"))
+    locked = Path(shutil.copy(source(), inbox / "locked.jpg"))
     locked.chmod(0)
     url = f"sqlite:///{tmp_path / 'perm.db'}"
     run_embedded(

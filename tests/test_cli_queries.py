@@ -16,9 +16,9 @@ from sqlalchemy import update
 
 from skinscreen.cli import cli
 from skinscreen.db import migrate, queries
-from skinscreen.db.queries import Outcome
 from skinscreen.db.session import make_engine, make_session_factory, session_scope
 from skinscreen.db.tables import Image
+from tests.conftest import result
 
 MODEL = "tiny-v1"
 CASE_KEYS = {"path", "sha256", "state", "probability", "flagged", "model_version", "reason"}
@@ -42,15 +42,14 @@ def database(tmp_path: Path) -> str:
                 site="siteA",
                 folder="/inbox/siteA/2026-11-27",
             )
-        queries.save_outcomes(
+        queries.save_scores(
             session,
-            [
-                Outcome(ids["low"], probability=0.2),
-                Outcome(ids["high"], probability=0.8),
-                Outcome(ids["broken"], reason="not an image: cannot identify image file"),
-            ],
+            {
+                ids["low"]: result(0.2),
+                ids["high"]: result(0.8),
+                ids["broken"]: result(reason="not an image: cannot identify image file"),
+            },
             model_version=MODEL,
-            threshold=0.5,
         )
         old = datetime(2020, 1, 1, tzinfo=UTC)
         session.execute(update(Image).where(Image.id == ids["waiting"]).values(created_at=old))

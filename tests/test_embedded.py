@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
+from skinscreen.config import Settings
+from skinscreen.db.session import make_engine, make_session_factory, session_scope
+from skinscreen.db.tables import Image, Prediction
+from skinscreen.models.classifier import load_classifier
+from skinscreen.runner import run_embedded
+from tests.conftest import REPO
 from tests.worker.pipeline import cli, env_for
 
 
@@ -47,3 +55,29 @@ def test_the_whole_test_split_is_scored_and_exactly_the_images_at_or_above_thres
         assert case["probability"] == pytest.approx(reference["probability"], abs=1e-5)
         assert case["flagged"] == (reference["probability"] >= threshold) == reference["flagged"]
     assert summary["flagged"] == sum(c["flagged"] for c in cases)
+
+
+def test_an_image_scored_in_process_is_stamped_sent_once_before_it_is_scored(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    inbox = tmp_path / "inbox" / "siteA"
+    inbox.mkdir(parents=True)
+    for src in sorted((REPO / "samples" / "inbox").iterdir())[:3]:
+        shutil.copy(src, inbox / src.name)
+    url = f"sqlite:///{tmp_path / 'screen.db'}"
+    settings = Settings(database_url=url, settle_seconds=0, batch_size=2, batch_wait=0)
+    classifier = load_classifier(tiny_model, backend="onnx", threads=1)
+
+    summary = run_embedded(
+        [inbox.parent], settings=settings, once=True, progress=False, classifier=classifier
+    )
+
+    assert summary.counts.scored == 3
+    engine = make_engine(url)
+    with session_scope(make_session_factory(engine)) as session:
+        rows = session.execute(select(Image, Prediction).join(Prediction)).all()
+        assert len(rows) == 3
+        for image, prediction in rows:
+            assert image.attempts == 1
+            assert image.queued_at is not None and image.queued_at <= prediction.created_at
+    engine.dispose()

@@ -133,7 +133,7 @@ def test_each_dicom_transfer_syntax_decodes_like_the_source_jpeg(
     image = read_image(path)
     assert_rgb(image)
     assert image.format == "dicom"
-    assert image.dicom is not None and image.dicom.transfer_syntax == EXPECTED_SYNTAX[syntax]
+    assert pydicom.dcmread(path).file_meta.TransferSyntaxUID == EXPECTED_SYNTAX[syntax]
     difference = mean_abs_diff(image.pixels, decoded(dataset_jpeg))
     if syntax == "jpeg_baseline_ybr":  # the same JPEG bytes, decoded by another library
         assert difference < 3
@@ -159,7 +159,7 @@ def test_uncompressed_ybr_full_dicom_comes_out_as_rgb(tmp_path: Path) -> None:
 
 def test_the_committed_sample_dicom_matches_its_jpeg() -> None:
     image = read_image(SAMPLE_DICOM)
-    assert image.dicom is not None and image.dicom.transfer_syntax == "1.2.840.10008.1.2.4.50"
+    assert pydicom.dcmread(SAMPLE_DICOM).file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.50"
     assert mean_abs_diff(image.pixels, decoded(SAMPLE_JPEG)) < 3
 
 
@@ -209,7 +209,6 @@ def test_dicom_info_keeps_uids_body_site_and_acquisition_date(tmp_path: Path) ->
     assert info.study_uid == ds.StudyInstanceUID and info.series_uid == ds.SeriesInstanceUID
     assert info.sop_uid == ds.SOPInstanceUID
     assert info.sop_class_uid == factory.DERMOSCOPY_SOP
-    assert info.transfer_syntax == "1.2.840.10008.1.2.1"
     assert info.body_site == "Skin of back"
     assert info.acquisition_date == "20240115103000"
 

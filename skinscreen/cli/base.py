@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib
 import json
 import logging
 import sys
@@ -15,8 +16,6 @@ from pydantic import ValidationError
 from skinscreen import __version__
 from skinscreen.config import Settings
 from skinscreen.errors import SkinScreenError
-
-logger = logging.getLogger(__name__)
 
 RET_OK = 0
 RET_ERROR = 1
@@ -42,7 +41,33 @@ def setup_logging(verbose: int) -> None:
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
-@click.group(epilog=EPILOG)
+# Which module holds each command: a command's module (and what it imports) loads only when that
+# command runs, so `skinscreen ingest` never imports the models, nor `skinscreen worker` the training code.
+COMMAND_MODULES = {
+    **dict.fromkeys(["run", "ingest", "worker", "sweep", "requeue", "db"], "pipeline_commands"),
+    **dict.fromkeys(["cases", "status"], "query_commands"),
+    **dict.fromkeys(["predict", "evaluate"], "model_commands"),
+    **dict.fromkeys(["train", "export", "quantize"], "training_commands"),
+    "bench": "bench_commands",
+    **dict.fromkeys(["serve", "users", "reviews"], "review_commands"),
+}
+
+
+class LazyGroup(click.Group):
+    """The click group, importing a command's module when the command is asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMAND_MODULES})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMAND_MODULES:
+            return super().get_command(ctx, cmd_name)
+        module = importlib.import_module(f"skinscreen.cli.{COMMAND_MODULES[cmd_name]}")
+        commands: list[click.Command] = module.COMMANDS
+        return next(c for c in commands if c.name == cmd_name)
+
+
+@click.group(cls=LazyGroup, epilog=EPILOG)
 @click.version_option(__version__)
 @click.option(
     "--database-url", envvar="SKINSCREEN_DATABASE_URL", help="SQLAlchemy URL (default: SQLite file)."

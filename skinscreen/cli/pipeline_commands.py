@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,8 +11,7 @@ import click
 
 from skinscreen.cli.base import RET_CONNECT
 from skinscreen.config import Settings
-
-logger = logging.getLogger(__name__)
+from skinscreen.tasknames import QUEUE
 
 INBOX = click.argument("inbox", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path))
 MODEL = click.option("--model", help="Model name or directory (default: the shipped model).")
@@ -79,19 +77,21 @@ def ingest(
     """Watch INBOX folders, register complete files and enqueue batches for the workers."""
     from skinscreen.db import migrate
     from skinscreen.db.session import make_engine, make_session_factory
-    from skinscreen.ingest import Ingester, celery_sender
+    from skinscreen.ingest import Dispatcher, Ingester, celery_sender
     from skinscreen.ingest.enqueue import queue_depth
 
     settings = _with(settings, batch_size=batch_size)
     migrate.upgrade(settings.database_url)
     engine = make_engine(settings.database_url)
-    ingester = Ingester(
-        _inboxes(settings, inbox),
+    sessions = make_session_factory(engine)
+    dispatcher = Dispatcher(
         settings=settings,
-        sessions=make_session_factory(engine),
+        sessions=sessions,
         send=celery_sender(settings),
-        poll=poll,
         backlog=lambda: queue_depth(settings.broker_url),
+    )
+    ingester = Ingester(
+        _inboxes(settings, inbox), settings=settings, sessions=sessions, dispatcher=dispatcher, poll=poll
     )
     try:
         ingester.run(once=once)
@@ -99,7 +99,7 @@ def ingest(
         ingester.stop()
     finally:
         engine.dispose()
-    click.echo(json.dumps(ingester.counts))
+    click.echo(json.dumps(ingester.counts.files()))
 
 
 @click.command()
@@ -119,17 +119,13 @@ def ingest(
 @click.pass_obj
 def worker(settings: Settings, concurrency: int, pool: str, loglevel: str, hostname: str | None) -> None:
     """Run a Celery worker that scores batches (model loaded once per process, after the fork)."""
-    import skinscreen.worker.tasks  # noqa: F401  (registers the tasks on the app)
     from skinscreen.models.classifier import default_threads
-    from skinscreen.worker.app import app
+    from skinscreen.worker.app import make_celery
 
-    # The pool's children build their own Settings from the environment: hand them ours.
-    os.environ["SKINSCREEN_DATABASE_URL"] = settings.database_url
-    os.environ["SKINSCREEN_BROKER_URL"] = settings.broker_url
     if settings.threads is None:
-        # Processes x threads <= cores: the children read this when they load the model.
-        os.environ["SKINSCREEN_THREADS"] = str(max(1, default_threads() // concurrency))
-    app.conf.broker_url = settings.broker_url
+        # Processes x threads <= cores; the pool's children inherit these settings through the fork.
+        settings = settings.model_copy(update={"threads": max(1, default_threads() // concurrency)})
+    app = make_celery(settings)
     extra = [f"--hostname={hostname}"] if hostname else []
     app.worker_main(
         [
@@ -140,7 +136,7 @@ def worker(settings: Settings, concurrency: int, pool: str, loglevel: str, hostn
             "--without-gossip",
             "--without-mingle",
             "-Q",
-            "skinscreen",
+            QUEUE,
             *extra,
         ]
     )
@@ -154,13 +150,13 @@ def worker(settings: Settings, concurrency: int, pool: str, loglevel: str, hostn
 def sweep(settings: Settings, older_than: float | None) -> None:
     """Enqueue again the images left queued too long (a lost message or a restarted Redis)."""
     from skinscreen.db.session import make_engine, make_session_factory
-    from skinscreen.ingest import Ingester, celery_sender
+    from skinscreen.ingest import Dispatcher, celery_sender
 
     engine = make_engine(settings.database_url)
-    ingester = Ingester(
-        [], settings=settings, sessions=make_session_factory(engine), send=celery_sender(settings)
+    dispatcher = Dispatcher(
+        settings=settings, sessions=make_session_factory(engine), send=celery_sender(settings)
     )
-    count = ingester.sweep(older_than=timedelta(seconds=older_than) if older_than is not None else None)
+    count = dispatcher.sweep(older_than=timedelta(seconds=older_than) if older_than is not None else None)
     engine.dispose()
     click.echo(f"re-enqueued {count} images")
 
@@ -174,14 +170,14 @@ def requeue(settings: Settings, reason: str | None, enqueue: bool) -> None:
     from skinscreen.db import queries
     from skinscreen.db.session import make_engine, make_session_factory, session_scope
     from skinscreen.db.tables import State
-    from skinscreen.ingest import Ingester, celery_sender
+    from skinscreen.ingest import Dispatcher, celery_sender
 
     engine = make_engine(settings.database_url)
     sessions = make_session_factory(engine)
     with session_scope(sessions) as session:
         ids = queries.requeue(session, state=State.failed, reason=reason)
     if enqueue and ids:
-        Ingester([], settings=settings, sessions=sessions, send=celery_sender(settings)).send_unsent()
+        Dispatcher(settings=settings, sessions=sessions, send=celery_sender(settings)).send_unsent()
     engine.dispose()
     click.echo(f"requeued {len(ids)} images")
 

@@ -12,7 +12,7 @@ from skinscreen.cli.base import FORMAT, write_rows
 from skinscreen.config import Settings
 from skinscreen.ingest.enqueue import queue_depth
 
-CASE_COLUMNS = ["path", "sha256", "state", "probability", "flagged", "model_version", "reason"]
+CLI_CASE_COLUMNS = ["path", "sha256", "state", "probability", "flagged", "model_version", "reason"]
 
 
 @click.command()
@@ -40,7 +40,7 @@ def cases(
     with session_scope(make_session_factory(engine)) as session:
         rows = list(itertools.islice(iter_cases(session, filters), limit))
     engine.dispose()
-    columns = CASE_COLUMNS if fmt != "table" else ["state", "probability", "flagged", "reason", "path"]
+    columns = CLI_CASE_COLUMNS if fmt != "table" else ["state", "probability", "flagged", "reason", "path"]
     write_rows(rows, fmt=fmt, columns=columns)
 
 

@@ -1,31 +1,21 @@
-"""Every read and write of the pipeline and the CLI; safe to repeat (unique keys, idempotent inserts)."""
+"""The pipeline's reads and writes (ingester, workers, sweeper, `status`); the review server's are in
+review_queries. Safe to repeat: unique keys and conflict-ignoring inserts."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+import dataclasses
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from skinscreen.db.tables import Batch, Image, Prediction, SeenFile, State, utcnow
 
-logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What scoring found for one image: a probability, or the reason it failed."""
-
-    image_id: int
-    probability: float | None = None
-    reason: str | None = None
-    format: str | None = None
-    dicom: dict[str, str | None] | None = None
+if TYPE_CHECKING:  # the result type only: the database never imports the models at run time
+    from skinscreen.models.screening import FileScore
 
 
 def _insert_or_nothing(session: Session, table: Any, keys: list[str]) -> Any:
@@ -157,41 +147,38 @@ def images_to_score(
     return [(i, p) for i, p in session.execute(stmt)]
 
 
-def save_outcomes(
-    session: Session, outcomes: Iterable[Outcome], *, model_version: str, threshold: float
-) -> None:
-    """Insert predictions (the first write wins) and set each image's state and reason."""
+def save_scores(session: Session, scores: Mapping[int, FileScore], *, model_version: str) -> None:
+    """Insert predictions (the first write wins) and set each image's state, reason and DICOM fields.
+
+    `scores` maps image ids to their results; flag and threshold are stored as scoring set them.
+    """
     now = utcnow()
-    outcomes = list(outcomes)
     predictions = [
         {
-            "image_id": o.image_id,
+            "image_id": image_id,
             "model_version": model_version,
-            "probability": o.probability,
-            "flagged": o.probability >= threshold,
-            "threshold": threshold,
+            "probability": s.probability,
+            "flagged": s.flagged,
+            "threshold": s.threshold,
             "created_at": now,
         }
-        for o in outcomes
-        if o.probability is not None
+        for image_id, s in scores.items()
+        if s.probability is not None
     ]
     if predictions:  # one executemany for the batch
         stmt = _insert_or_nothing(session, Prediction.__table__, ["image_id", "model_version"])
         session.execute(stmt, predictions)
-    for o in outcomes:
+    for image_id, s in scores.items():
         values: dict[str, Any] = {"updated_at": now}
-        if o.format:
-            values["format"] = o.format
-        if o.dicom:
-            values.update({k: v for k, v in o.dicom.items() if k in _DICOM_COLUMNS})
-        if o.probability is None:
-            values.update(state=State.failed, reason=o.reason or "unknown failure")
+        if s.format:
+            values["format"] = s.format
+        if s.dicom:
+            values.update(dataclasses.asdict(s.dicom))  # each DicomInfo field is an image column
+        if s.probability is None:
+            values.update(state=State.failed, reason=s.reason or "unknown failure")
         else:
             values.update(state=State.scored, reason=None)
-        session.execute(update(Image).where(Image.id == o.image_id).values(**values))
-
-
-_DICOM_COLUMNS = {"study_uid", "series_uid", "sop_uid", "sop_class_uid", "body_site", "acquisition_date"}
+        session.execute(update(Image).where(Image.id == image_id).values(**values))
 
 
 def stale_queued(session: Session, *, older_than: timedelta, limit: int = 10_000) -> list[int]:
@@ -274,25 +261,3 @@ def status(session: Session, *, window: timedelta = timedelta(minutes=10)) -> di
         "window_seconds": int(window.total_seconds()),
         "throughput_per_second": per_second,
     }
-
-
-def batch_counts(session: Session, *, folders: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """Per batch: files, scored, failed, flagged."""
-    flagged_ids = select(Prediction.image_id).where(Prediction.flagged.is_(True))
-    stmt = (
-        select(
-            Batch.site,
-            Batch.folder,
-            func.count(Image.id),
-            func.count(Image.id).filter(Image.state == State.scored),
-            func.count(Image.id).filter(Image.state == State.failed),
-            func.count(Image.id).filter(Image.id.in_(flagged_ids)),
-        )
-        .join(Image, Image.batch_id == Batch.id)
-        .group_by(Batch.id, Batch.site, Batch.folder)
-        .order_by(Batch.folder)
-    )
-    if folders:
-        stmt = stmt.where(or_(*[Batch.folder == f for f in folders]))
-    keys = ("site", "folder", "files", "scored", "failed", "flagged")
-    return [dict(zip(keys, row, strict=True)) for row in session.execute(stmt)]

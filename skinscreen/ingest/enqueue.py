@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from skinscreen.config import Settings
+from skinscreen.tasknames import QUEUE, SCORE_BATCH
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +55,6 @@ def queue_depth(broker_url: str) -> int | None:
     """Messages waiting in the Redis queue, or None when the broker cannot be reached."""
     import redis
 
-    from skinscreen.worker.app import QUEUE
-
     try:
         client = redis.Redis.from_url(broker_url, socket_connect_timeout=1, socket_timeout=1)
         try:
@@ -67,13 +66,20 @@ def queue_depth(broker_url: str) -> int | None:
 
 
 def celery_sender(settings: Settings) -> Sender:
-    """Send `score_batch(ids)` by name through the broker; the task code is not imported here."""
-    from skinscreen.worker.app import SCORE_BATCH, make_celery
+    """Send `score_batch(ids)` by name through the broker; the worker's code is not imported here."""
+    from celery import Celery
 
-    app = make_celery(settings)
+    app = Celery("skinscreen-ingest", broker=settings.broker_url, set_as_current=False)
 
     def send(ids: list[int]) -> None:
-        app.send_task(SCORE_BATCH, args=[ids], retry=True, retry_policy={"max_retries": 10})
+        app.send_task(
+            SCORE_BATCH,
+            args=[ids],
+            queue=QUEUE,
+            serializer="json",
+            retry=True,
+            retry_policy={"max_retries": 10},
+        )
         logger.info("enqueued a batch of %d images", len(ids))
 
     return send

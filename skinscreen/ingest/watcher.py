@@ -1,4 +1,5 @@
-"""The ingester: watchdog events plus periodic rescans, settle, hash, register, batch, send, sweep."""
+"""The ingester: watchdog events plus periodic rescans find complete files; each is hashed and registered
+once, and the new ids go to a `Dispatcher` (batching, sending, sweeping)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import timedelta
 from pathlib import Path
 
 from kombu.exceptions import OperationalError as KombuOperationalError
@@ -20,10 +20,11 @@ from watchdog.observers.polling import PollingObserver
 
 from skinscreen.checksum import sha256_file
 from skinscreen.config import Settings
+from skinscreen.counts import Counts
 from skinscreen.db import queries
 from skinscreen.db.session import session_scope
 from skinscreen.ingest import scanner
-from skinscreen.ingest.enqueue import Batcher, Sender
+from skinscreen.ingest.dispatch import Dispatcher
 from skinscreen.ingest.settle import Ready, SettleTracker
 
 logger = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ class _EventQueue(FileSystemEventHandler):
 
 
 class Ingester:
-    """Takes every complete file under the inbox roots exactly once and sends its id for scoring."""
+    """Takes every complete file under the inbox roots exactly once and hands its id to the dispatcher."""
 
     def __init__(
         self,
@@ -58,10 +59,9 @@ class Ingester:
         *,
         settings: Settings,
         sessions: sessionmaker[Session],
-        send: Sender,
+        dispatcher: Dispatcher,
         poll: bool = False,
         on_registered: Callable[[int, int], None] | None = None,
-        backlog: Callable[[], int | None] | None = None,
     ) -> None:
         self.roots = [Path(r).absolute() for r in roots]
         for root in self.roots:
@@ -71,20 +71,12 @@ class Ingester:
         self.sessions = sessions
         self.poll = poll
         self.on_registered = on_registered
-        self.backlog = backlog
+        self.dispatcher = dispatcher
         self.tracker = SettleTracker(settle_seconds=settings.settle_seconds)
-        self.batcher = Batcher(size=settings.batch_size, wait=settings.batch_wait, send=self._send)
-        self._send_to_queue = send
         self._handler = _EventQueue()
         self._observer: BaseObserver | None = None
         self.stop_event = threading.Event()
-        self.counts = {"seen": 0, "new": 0, "duplicate": 0, "refused": 0}
-
-    # -- sending ----------------------------------------------------------------
-    def _send(self, ids: list[int]) -> None:
-        self._send_to_queue(ids)
-        with session_scope(self.sessions) as session:
-            queries.mark_enqueued(session, ids)
+        self.counts = Counts()
 
     # -- finding files ------------------------------------------------------------
     def root_of(self, path: Path) -> Path | None:
@@ -146,13 +138,13 @@ class Ingester:
                 for item in ready[start:]:
                     self.tracker.touch(item.path)
                 return start
-            self.batcher.add(new_ids)
+            self.dispatcher.add(new_ids)
         return len(ready)
 
     def _register_one(self, session: Session, item: Ready, batch_ids: dict[str, int]) -> int | None:
         root = self.root_of(item.path)
         assert root is not None
-        self.counts["seen"] += 1
+        self.counts.seen += 1
         path, size, mtime_ns = str(item.path), item.size, item.mtime_ns
         if queries.is_seen(session, path=path, size=size, mtime_ns=mtime_ns):
             return None
@@ -169,7 +161,7 @@ class Ingester:
             except OSError as exc:
                 reason = f"cannot read file: {exc.strerror or type(exc).__name__}"
         if reason is not None:
-            self.counts["refused"] += 1
+            self.counts.refused += 1
             logger.warning("refused %s: %s", item.path.name, reason)
             queries.record_refused_file(session, path=path, size=size, mtime_ns=mtime_ns, reason=reason)
             return None
@@ -184,37 +176,14 @@ class Ingester:
             folder=where.folder,
             batch_ids=batch_ids,
         )
-        self.counts["new" if new else "duplicate"] += 1
+        if new:
+            self.counts.new += 1
+        else:
+            self.counts.duplicate += 1
         if self.on_registered:
             self.on_registered(image_id, int(new))
         logger.info("registered %s as image %d%s", item.path.name, image_id, "" if new else " (duplicate)")
         return image_id if new else None
-
-    # -- sweeping -------------------------------------------------------------------
-    def sweep(self, *, older_than: timedelta | None = None) -> int:
-        """Send again the images left queued too long (a lost message, a restarted Redis).
-
-        While the broker still holds messages, a queued image may simply be waiting its turn, so
-        the periodic sweep only runs once the queue is empty (or its depth is unknown).
-        """
-        if self.backlog is not None and (self.backlog() or 0) > 0:
-            return 0
-        age = older_than if older_than is not None else timedelta(seconds=self.settings.sweep_after)
-        with session_scope(self.sessions) as session:
-            ids = queries.stale_queued(session, older_than=age)
-        if ids:
-            logger.info("sweeper: re-enqueueing %d images left queued", len(ids))
-            self.batcher.add(ids)
-            self.batcher.flush()
-        return len(ids)
-
-    def send_unsent(self) -> int:
-        """Images registered but never sent (the ingester stopped in between) are sent now."""
-        with session_scope(self.sessions) as session:
-            ids = queries.never_enqueued(session)
-        self.batcher.add(ids)
-        self.batcher.flush()
-        return len(ids)
 
     # -- running --------------------------------------------------------------------
     def start_observer(self) -> None:
@@ -236,21 +205,21 @@ class Ingester:
             while not self.stop_event.is_set():
                 try:
                     if not started:
-                        self.send_unsent()
+                        self.dispatcher.send_unsent()
                         self.scan()
                         started, last_scan, last_sweep = True, time.monotonic(), time.monotonic()
                     self.drain_events()
                     self.register_ready()
-                    self.batcher.tick()
+                    self.dispatcher.tick()
                     if once and len(self.tracker) == 0:
-                        self.batcher.flush()
+                        self.dispatcher.flush()
                         return
                     now = time.monotonic()
                     if now - last_scan >= self.settings.rescan_interval:
                         self.scan()
                         last_scan = now
                     if now - last_sweep >= min(SWEEP_EVERY, self.settings.sweep_after):
-                        self.sweep()
+                        self.dispatcher.sweep()
                         last_sweep = now
                 except SERVICE_ERRORS as exc:
                     # The database or the broker is away (a restart): keep every file and id, try again.
@@ -262,7 +231,7 @@ class Ingester:
                     self.stop_event.wait(RETRY_WAIT)
                     continue
                 self.stop_event.wait(tick)
-            self.batcher.flush()
+            self.dispatcher.flush()
         finally:
             if self._observer is not None:
                 self._observer.stop()

@@ -1,7 +1,7 @@
-"""Workers: the Celery app and tasks, and the scoring function the embedded mode shares."""
+"""Workers: the Celery app and tasks, and `score_ids`, which the embedded mode shares."""
 
 from __future__ import annotations
 
-from skinscreen.worker.scoring import BatchReport, score_ids
+from skinscreen.worker.batches import score_ids
 
-__all__ = ["BatchReport", "score_ids"]
+__all__ = ["score_ids"]

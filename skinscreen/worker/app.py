@@ -1,6 +1,7 @@
-"""The Celery app: Redis broker, late acks, one task at a time per process, no result backend.
+"""The worker's Celery app: Redis broker, late acks, one task at a time per process, no result backend.
 
-Importing this module does not import TensorFlow, so the ingester can use it to send tasks.
+`make_celery(settings)` is called once, by the `worker` command, with the settings it built; the
+prefork children inherit the app and those settings through the fork. Nothing here runs at import.
 """
 
 from __future__ import annotations
@@ -8,14 +9,14 @@ from __future__ import annotations
 from celery import Celery
 
 from skinscreen.config import Settings
-
-QUEUE = "skinscreen"
-SCORE_BATCH = "skinscreen.score_batch"
+from skinscreen.tasknames import QUEUE
 
 
 def make_celery(settings: Settings) -> Celery:
-    """A Celery app configured so that a lost worker never loses a message."""
-    app = Celery("skinscreen", broker=settings.broker_url, include=["skinscreen.worker.tasks"])
+    """A Celery app with the scoring task, configured so that a lost worker never loses a message."""
+    from skinscreen.worker import tasks
+
+    app = Celery("skinscreen", broker=settings.broker_url)
     app.conf.update(
         task_default_queue=QUEUE,
         task_serializer="json",
@@ -30,7 +31,5 @@ def make_celery(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
     )
+    tasks.register(app, settings)
     return app
-
-
-app = make_celery(Settings())

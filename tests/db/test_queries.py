@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 from collections.abc import Iterator
@@ -14,10 +15,11 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from skinscreen.db import migrate, queries
-from skinscreen.db.queries import Outcome
 from skinscreen.db.review_queries import CaseFilter, iter_cases
 from skinscreen.db.session import make_engine, make_session_factory, session_scope
 from skinscreen.db.tables import Batch, Image, Prediction, SeenFile, State
+from skinscreen.images import DicomInfo
+from tests.conftest import result
 
 MODEL = "tiny-v1"
 FOLDER = "/inbox/siteA/2026-11-27"
@@ -122,10 +124,8 @@ def test_images_to_score_skips_what_this_model_version_already_scored(
 ) -> None:
     with session_scope(sessions) as session:
         done, waiting, broken = (register(session, n)[0] for n in ("done.jpg", "waiting.jpg", "broken.jpg"))
-        queries.save_outcomes(session, [Outcome(done, probability=0.7)], model_version=MODEL, threshold=0.5)
-        queries.save_outcomes(
-            session, [Outcome(broken, reason="cannot decode")], model_version=MODEL, threshold=0.5
-        )
+        queries.save_scores(session, {done: result(0.7)}, model_version=MODEL)
+        queries.save_scores(session, {broken: result(reason="cannot decode")}, model_version=MODEL)
         # Back in the queue (a new model version is rolled out) but already scored by MODEL.
         session.execute(update(Image).where(Image.id == done).values(state=State.queued))
 
@@ -148,9 +148,7 @@ def test_an_image_scored_twice_keeps_its_first_probability_and_one_prediction(
         image_id, _ = register(session, "a.jpg")
     for probability in (0.9, 0.1):  # a redelivered message scores the same image again
         with session_scope(sessions) as session:
-            queries.save_outcomes(
-                session, [Outcome(image_id, probability=probability)], model_version=MODEL, threshold=0.5
-            )
+            queries.save_scores(session, {image_id: result(probability)}, model_version=MODEL)
 
     with session_scope(sessions) as session:
         predictions = session.execute(select(Prediction)).scalars().all()
@@ -164,11 +162,10 @@ def test_a_failure_stores_its_reason_and_no_prediction(sessions: sessionmaker[Se
     with session_scope(sessions) as session:
         bad, _ = register(session, "bad.jpg")
         vague, _ = register(session, "vague.jpg")
-        queries.save_outcomes(
+        queries.save_scores(
             session,
-            [Outcome(bad, reason="not an image: cannot identify image file"), Outcome(vague)],
+            {bad: result(reason="not an image: cannot identify image file"), vague: result()},
             model_version=MODEL,
-            threshold=0.5,
         )
 
     with session_scope(sessions) as session:
@@ -181,19 +178,11 @@ def test_a_failure_stores_its_reason_and_no_prediction(sessions: sessionmaker[Se
 
 
 def test_scoring_stores_the_format_and_the_dicom_identifiers(sessions: sessionmaker[Session]) -> None:
-    dicom: dict[str, str | None] = {
-        "study_uid": "1.2.3",
-        "sop_uid": "1.2.3.4",
-        "body_site": "back",
-        "patient_name": "never stored",
-    }
+    dicom = DicomInfo(study_uid="1.2.3", sop_uid="1.2.3.4", body_site="back", acquisition_date="20240115")
     with session_scope(sessions) as session:
         image_id, _ = register(session, "scan.dcm")
-        queries.save_outcomes(
-            session,
-            [Outcome(image_id, probability=0.2, format="dicom", dicom=dicom)],
-            model_version=MODEL,
-            threshold=0.5,
+        queries.save_scores(
+            session, {image_id: result(0.2, format="dicom", dicom=dicom)}, model_version=MODEL
         )
 
     with session_scope(sessions) as session:
@@ -204,13 +193,19 @@ def test_scoring_stores_the_format_and_the_dicom_identifiers(sessions: sessionma
             "1.2.3.4",
             "back",
         )
+        assert image.acquisition_date == "20240115"
+
+
+def test_every_field_read_from_a_dicom_header_has_its_image_column() -> None:
+    """Nothing `images.py` keeps from a DICOM file is dropped on the way to the table."""
+    assert {f.name for f in dataclasses.fields(DicomInfo)} <= set(Image.__table__.columns.keys())
 
 
 def test_stale_queued_respects_the_age(sessions: sessionmaker[Session]) -> None:
     with session_scope(sessions) as session:
         fresh, old, scored = (register(session, n)[0] for n in ("fresh.jpg", "old.jpg", "scored.jpg"))
         queries.mark_enqueued(session, [fresh, old, scored])
-        queries.save_outcomes(session, [Outcome(scored, probability=0.3)], model_version=MODEL, threshold=0.5)
+        queries.save_scores(session, {scored: result(0.3)}, model_version=MODEL)
         two_hours_ago = datetime.now(UTC) - timedelta(hours=2)
         session.execute(update(Image).where(Image.id == old).values(queued_at=two_hours_ago))
 
@@ -243,15 +238,10 @@ def test_requeue_puts_failures_back_in_the_queue_by_reason(sessions: sessionmake
     with session_scope(sessions) as session:
         a, b, ok = (register(session, n)[0] for n in ("a.jpg", "b.jpg", "ok.jpg"))
         queries.mark_enqueued(session, [a, b, ok])
-        queries.save_outcomes(
+        queries.save_scores(
             session,
-            [
-                Outcome(a, reason="model crashed"),
-                Outcome(b, reason="not an image"),
-                Outcome(ok, probability=0.4),
-            ],
+            {a: result(reason="model crashed"), b: result(reason="not an image"), ok: result(0.4)},
             model_version=MODEL,
-            threshold=0.5,
         )
 
     with session_scope(sessions) as session:
@@ -270,16 +260,15 @@ def cases(sessions: sessionmaker[Session]) -> dict[str, int]:
     """Scored: low 0.2, high 0.9 and mid 0.6 (both flagged); broken failed; waiting queued since 2020."""
     with session_scope(sessions) as session:
         ids = {n: register(session, f"{n}.jpg")[0] for n in ("waiting", "low", "broken", "high", "mid")}
-        queries.save_outcomes(
+        queries.save_scores(
             session,
-            [
-                Outcome(ids["low"], probability=0.2),
-                Outcome(ids["high"], probability=0.9),
-                Outcome(ids["mid"], probability=0.6),
-                Outcome(ids["broken"], reason="not an image"),
-            ],
+            {
+                ids["low"]: result(0.2),
+                ids["high"]: result(0.9),
+                ids["mid"]: result(0.6),
+                ids["broken"]: result(reason="not an image"),
+            },
             model_version=MODEL,
-            threshold=0.5,
         )
         old = datetime(2020, 1, 1, tzinfo=UTC)
         session.execute(update(Image).where(Image.id == ids["waiting"]).values(created_at=old))
@@ -345,26 +334,6 @@ def test_status_counts_states_flags_failures_and_refusals(
     assert report["failures_by_reason"] == {"not an image": 1}
     assert report["refused_files"] == {"symlink": 1}
     assert report["scored_last_window"] == 3
-
-
-def test_batch_counts_sum_each_folder(sessions: sessionmaker[Session], cases: dict[str, int]) -> None:
-    with session_scope(sessions) as session:
-        register(session, "other.jpg", folder="/inbox/siteB/2026-11-28")
-        rows = queries.batch_counts(session)
-        only_b = queries.batch_counts(session, folders=["/inbox/siteB/2026-11-28"])
-
-    assert rows == [
-        {"site": "siteA", "folder": FOLDER, "files": 5, "scored": 3, "failed": 1, "flagged": 2},
-        {
-            "site": "siteB",
-            "folder": "/inbox/siteB/2026-11-28",
-            "files": 1,
-            "scored": 0,
-            "failed": 0,
-            "flagged": 0,
-        },
-    ]
-    assert only_b == rows[1:]
 
 
 @pytest.mark.integration

@@ -19,6 +19,7 @@ from skinscreen.config import Settings
 from skinscreen.db import migrate, queries
 from skinscreen.db.session import make_engine, make_session_factory, session_scope
 from skinscreen.db.tables import Image, SeenFile
+from skinscreen.ingest.dispatch import Dispatcher
 from skinscreen.ingest.watcher import Ingester
 from tests.conftest import copy_images, dataset_images
 
@@ -62,7 +63,8 @@ def make_ingester(
 ) -> Callable[..., tuple[Ingester, Sent]]:
     def make(*, poll: bool = False) -> tuple[Ingester, Sent]:
         sent = Sent()
-        return Ingester([inbox], settings=settings, sessions=sessions, send=sent, poll=poll), sent
+        dispatcher = Dispatcher(settings=settings, sessions=sessions, send=sent)
+        return Ingester([inbox], settings=settings, sessions=sessions, dispatcher=dispatcher, poll=poll), sent
 
     return make
 
@@ -151,7 +153,7 @@ def test_one_pass_takes_each_file_once_and_ignores_duplicates_and_partial_files(
     assert len(registered) == 10
     assert sorted(sent.ids) == sorted(registered.values())
     assert all(len(batch) <= 4 for batch in sent.batches)
-    assert ingester.counts == {"seen": 11, "new": 10, "duplicate": 1, "refused": 0}
+    assert ingester.counts.files() == {"seen": 11, "new": 10, "duplicate": 1, "refused": 0}
     with session_scope(sessions) as session:
         paths = set(session.execute(select(SeenFile.path)).scalars())
         assert str(day / "1-again.jpg") in paths
@@ -188,7 +190,7 @@ def test_a_running_ingester_takes_files_as_they_arrive_each_once(
 
     assert set(images(sessions)) == expected  # the slow file was never taken half-written
     assert sorted(sent.ids) == sorted(images(sessions).values())
-    assert ingester.counts["new"] == 6
+    assert ingester.counts.new == 6
 
 
 def test_a_restarted_ingester_sends_nothing_again_but_takes_files_dropped_while_it_was_down(
@@ -201,7 +203,7 @@ def test_a_restarted_ingester_sends_nothing_again_but_takes_files_dropped_while_
     after, sent_after = make_ingester()
     after.run(once=True)
     assert sent_after.batches == []
-    assert after.counts["seen"] == 0
+    assert after.counts.seen == 0
 
     shutil.copy(dataset_images("malignant", 1)[0], day / "dropped-while-down.jpg")
     again, sent_again = make_ingester()
@@ -245,7 +247,7 @@ def test_a_symlink_out_of_the_inbox_is_refused_and_its_target_never_read(
 
     assert sent.batches == []
     assert images(sessions) == {}
-    assert ingester.counts["refused"] == 1
+    assert ingester.counts.refused == 1
     with session_scope(sessions) as session:
         assert queries.status(session)["refused_files"] == {OUTSIDE: 1}
 
@@ -259,7 +261,7 @@ def test_a_symlink_within_the_inbox_is_taken_as_a_duplicate(
     ingester.run(once=True)
 
     assert len(images(sessions)) == len(sent.ids) == 10
-    assert ingester.counts["duplicate"] == 1
+    assert ingester.counts.duplicate == 1
 
 
 def test_the_sweep_sends_again_an_image_left_queued_too_long(
@@ -273,14 +275,14 @@ def test_the_sweep_sends_again_an_image_left_queued_too_long(
         session.execute(update(Image).where(Image.id == stale).values(queued_at=old))
     sent.batches.clear()
 
-    assert ingester.sweep() == 1  # older than sweep_after (15 min by default)
+    assert ingester.dispatcher.sweep() == 1  # older than sweep_after (15 min by default)
 
     assert sent.batches == [[stale]]
     with session_scope(sessions) as session:
         image = session.get_one(Image, stale)
         assert image.attempts == 2
         assert queries.stale_queued(session, older_than=timedelta(minutes=15)) == []
-    assert ingester.sweep() == 0
+    assert ingester.dispatcher.sweep() == 0
 
 
 def test_an_unreadable_file_is_refused_with_its_reason(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,13 +17,13 @@ from pydantic import SecretStr
 
 from skinscreen.config import Settings
 from skinscreen.db import migrate, queries, review_queries
-from skinscreen.db.queries import Outcome
 from skinscreen.db.session import make_engine, make_session_factory, session_scope
 from skinscreen.db.tables import Role
 from skinscreen.images import read_image
 from skinscreen.review import create_app
 from skinscreen.review.passwords import hash_password
 from tests.conftest import DATA, REPO, dataset_images, fresh_pg_schema
+from tests.conftest import result as scored_as
 
 SECRET = SecretStr("test-secret-key-0123456789abcdefghijklmnopqrstuvwxyz")
 PASSWORDS = {"alice": "alice-password-1", "root": "root-password-12"}
@@ -91,7 +91,7 @@ def seed_database(
     ids: dict[str, int] = {}
     accounts: dict[str, int] = {}
     with session_scope(make_session_factory(engine)) as session:
-        outcomes = []
+        scores = {}
         for (name, site, result), path in zip(CASES, paths, strict=True):
             ids[name], _ = queries.register_file(
                 session,
@@ -103,12 +103,13 @@ def seed_database(
                 folder=f"/inbox/{site}/2026-11-27",
             )
             loaded = read_image(path)
-            dicom = asdict(loaded.dicom) if loaded.dicom else None
             if isinstance(result, float):
-                outcomes.append(Outcome(ids[name], probability=result, format=loaded.format, dicom=dicom))
+                scores[ids[name]] = scored_as(
+                    result, threshold=threshold, format=loaded.format, dicom=loaded.dicom
+                )
             elif isinstance(result, str):
-                outcomes.append(Outcome(ids[name], reason=result))
-        queries.save_outcomes(session, outcomes, model_version=model_version, threshold=threshold)
+                scores[ids[name]] = scored_as(reason=result)
+        queries.save_scores(session, scores, model_version=model_version)
         for name, role in (("alice", Role.reviewer), ("root", Role.admin)):
             account = review_queries.add_account(
                 session, name=name, role=role, password_hash=hash_password(PASSWORDS[name])

@@ -37,11 +37,13 @@ def cli(args: list[str], *, env: dict[str, str], timeout: float = 300) -> subpro
 class Process:
     """A `skinscreen` subcommand running in its own process group, its output in a log file."""
 
-    def __init__(self, args: list[str], *, env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self, args: list[str], *, env: dict[str, str], log: Path, command: list[str] = SKINSCREEN
+    ) -> None:
         self.log = log
         self._fh = log.open("ab")
         self.proc = subprocess.Popen(
-            [*SKINSCREEN, *args], env=env, stdout=self._fh, stderr=subprocess.STDOUT, start_new_session=True
+            [*command, *args], env=env, stdout=self._fh, stderr=subprocess.STDOUT, start_new_session=True
         )
 
     def text(self) -> str:

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any
-
-logger = logging.getLogger(__name__)
 
 
 def finish_card(

@@ -7,7 +7,6 @@ rule of the dataset's SOURCE.md: Pearson r > 0.99 and mean absolute difference <
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +16,8 @@ from PIL import Image
 
 from skinscreen.checksum import sha256_file
 from skinscreen.errors import DatasetError
+from skinscreen.models.training.metrics import CLASS_NAMES
 
-logger = logging.getLogger(__name__)
-
-CLASSES = ("benign", "malignant")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".dcm"}
 NEAR_DUP_R = 0.99
 NEAR_DUP_MAD = 4.0 / 255.0
@@ -38,7 +35,7 @@ def list_labelled(folder: Path) -> LabelledFiles:
     """List `folder/benign` and `folder/malignant`, sorted by name."""
     paths: list[Path] = []
     labels: list[int] = []
-    for label, name in enumerate(CLASSES):
+    for label, name in enumerate(CLASS_NAMES):
         sub = folder / name
         if not sub.is_dir():
             raise DatasetError(f"{folder} has no {name}/ folder; expected benign/ and malignant/")

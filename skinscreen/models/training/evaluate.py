@@ -21,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from skinscreen.models.classifier import Scorer
-from skinscreen.models.scoring import score_files
+from skinscreen.models.screening import score_files
 from skinscreen.models.training import dataset, metrics, plots
 from skinscreen.models.training.intervals import bootstrap_intervals, format_interval
 
@@ -36,11 +36,12 @@ FIGURES = {
 
 @dataclass(frozen=True)
 class Scored:
-    """The readable files of a folder with their labels and probabilities, and the unreadable ones."""
+    """The readable files of a folder with their labels, probabilities and flags, and the unreadable ones."""
 
     paths: list[Path]
     labels: np.ndarray
     probs: np.ndarray
+    flagged: np.ndarray
     unreadable: list[dict[str, str]]
 
 
@@ -66,6 +67,7 @@ def score_labelled(
         paths=[results[i].path for i in keep],
         labels=files.labels[keep].astype(np.int64),
         probs=np.asarray([results[i].probability for i in keep], dtype=np.float64),
+        flagged=np.asarray([bool(results[i].flagged) for i in keep], dtype=bool),
         unreadable=unreadable,
     )
 
@@ -124,16 +126,16 @@ def _without_near_duplicates(
     }
 
 
-def write_predictions(scored: Scored, *, root: Path, threshold: float, path: Path) -> None:
-    """predictions.csv: one row per scored file (path relative to the data folder)."""
+def write_predictions(scored: Scored, *, root: Path, path: Path) -> None:
+    """predictions.csv: one row per scored file (path relative to the data folder), flagged as scored."""
     with path.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["path", "label", "probability", "flagged"])
-        for file, label, prob in zip(
-            scored.paths, scored.labels.tolist(), scored.probs.tolist(), strict=True
+        for file, label, prob, flagged in zip(
+            scored.paths, scored.labels.tolist(), scored.probs.tolist(), scored.flagged.tolist(), strict=True
         ):
             name = metrics.CLASS_NAMES[label]
-            writer.writerow([file.relative_to(root).as_posix(), name, repr(prob), int(prob >= threshold)])
+            writer.writerow([file.relative_to(root).as_posix(), name, repr(prob), int(flagged)])
 
 
 def write_plots(scored: Scored, *, threshold: float, summary: dict[str, Any], out: Path) -> None:
@@ -262,7 +264,7 @@ def evaluate(
         "unreadable": scored.unreadable,
     }
     (out / "metrics.json").write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
-    write_predictions(scored, root=data_dir, threshold=threshold, path=out / "predictions.csv")
+    write_predictions(scored, root=data_dir, path=out / "predictions.csv")
     write_plots(scored, threshold=threshold, summary=summary, out=out)
     (out / "report.md").write_text(render_report(result))
     logger.info(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -13,8 +12,6 @@ import numpy as np
 from skinscreen.checksum import sha256_file
 from skinscreen.errors import ModelError
 from skinscreen.models.classifier import Scorer
-
-logger = logging.getLogger(__name__)
 
 ONNX_TOLERANCE = 1e-4
 VIEWS = {"none": 1, "flip4": 4, "dihedral8": 8}  # network passes per image for each test-time mode

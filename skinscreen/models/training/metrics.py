@@ -1,7 +1,7 @@
 """Screening metrics computed with numpy only, so a test can redo them by hand.
 
-Label 1 is malignant. A case is flagged (predicted malignant) when its probability is
->= the threshold, the same rule as `thresholds.choose_threshold` and the workers. The
+Label 1 is malignant. A case is flagged (predicted malignant) by `skinscreen.flagging`, the
+rule `thresholds.choose_threshold` and the workers use. The
 per-class report follows sklearn's `classification_report`: a ratio with a zero
 denominator is 0.0, and `weighted avg` weighs each class by its support.
 """
@@ -13,7 +13,9 @@ from typing import Any
 
 import numpy as np
 
-CLASS_NAMES = ("benign", "malignant")
+from skinscreen import flagging
+
+CLASS_NAMES = ("benign", "malignant")  # by label: 0 benign, 1 malignant (the data folders' names)
 REPORT_ROWS = ("benign", "malignant", "macro avg", "weighted avg")
 RELIABILITY_BINS = 10
 
@@ -55,7 +57,7 @@ def roc_auc(labels: np.ndarray, probs: np.ndarray) -> float:
 def confusion_matrix(labels: np.ndarray, probs: np.ndarray, *, threshold: float) -> np.ndarray:
     """2x2 counts in sklearn's layout: rows true (benign, malignant), columns predicted."""
     y, p = _as_arrays(labels, probs)
-    flagged = p >= threshold
+    flagged = flagging.flags(p, threshold)
     return np.asarray(
         [
             [int((~y & ~flagged).sum()), int((~y & flagged).sum())],
@@ -134,8 +136,8 @@ def roc_curve(labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.nda
     y, p = _as_arrays(labels, probs)
     thresholds = np.concatenate([[np.inf], np.unique(p)[::-1]])
     n_pos, n_neg = int(y.sum()), int((~y).sum())
-    tpr = np.asarray([_ratio(int((y & (p >= t)).sum()), n_pos) for t in thresholds])
-    fpr = np.asarray([_ratio(int((~y & (p >= t)).sum()), n_neg) for t in thresholds])
+    tpr = np.asarray([_ratio(int((y & flagging.flags(p, t)).sum()), n_pos) for t in thresholds])
+    fpr = np.asarray([_ratio(int((~y & flagging.flags(p, t)).sum()), n_neg) for t in thresholds])
     return fpr, tpr, thresholds
 
 
@@ -172,7 +174,7 @@ def _finite_or_none(value: float) -> float | None:
     return None if math.isnan(value) else float(value)
 
 
-def operating_point(labels: np.ndarray, probs: np.ndarray, *, threshold: float) -> dict[str, Any]:
+def metrics_at(labels: np.ndarray, probs: np.ndarray, *, threshold: float) -> dict[str, Any]:
     """Everything that depends on the threshold: accuracy, sensitivity, specificity, confusion, report."""
     matrix = confusion_matrix(labels, probs, threshold=threshold)
     return {
@@ -186,14 +188,14 @@ def operating_point(labels: np.ndarray, probs: np.ndarray, *, threshold: float) 
 
 
 def screening_metrics(labels: np.ndarray, probs: np.ndarray, *, threshold: float) -> dict[str, Any]:
-    """The JSON-serialisable summary of one evaluation: counts, both operating points, AUC, Brier."""
+    """The JSON summary of one evaluation: counts, metrics at the model threshold and at 0.5, AUC, Brier."""
     y, p = _as_arrays(labels, probs)
     return {
         "n": len(y),
         "n_benign": int((~y).sum()),
         "n_malignant": int(y.sum()),
-        "at_threshold": operating_point(y, p, threshold=threshold),
-        "at_0.5": operating_point(y, p, threshold=0.5),
+        "at_threshold": metrics_at(y, p, threshold=threshold),
+        "at_0.5": metrics_at(y, p, threshold=0.5),
         "roc_auc": _finite_or_none(roc_auc(y, p)),
         "brier": _finite_or_none(brier_score(y, p)),
         "reliability": reliability_bins(y, p),

@@ -7,7 +7,6 @@ Calibration uses training images only. The int8 file sits beside the float one a
 from __future__ import annotations
 
 import json
-import logging
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,8 +14,6 @@ from typing import Any
 
 from skinscreen.checksum import sha256_file
 from skinscreen.models.preprocess import tta_views
-
-logger = logging.getLogger(__name__)
 
 INT8_FILE = "model.int8.onnx"
 

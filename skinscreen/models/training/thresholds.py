@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from skinscreen import flagging
+
 TARGET_SENSITIVITY = 0.90
 
 
@@ -12,7 +14,7 @@ def choose_threshold(
 ) -> float:
     """The threshold with the highest specificity whose malignant sensitivity is >= `min_sensitivity`.
 
-    A case is flagged when its probability is >= the threshold. Among equally specific
+    A case is flagged by `skinscreen.flagging` (probability at or above the threshold). Among equally specific
     thresholds the highest is taken.
     """
     labels = np.asarray(labels).astype(bool)
@@ -21,7 +23,7 @@ def choose_threshold(
         raise ValueError("choosing a threshold needs both benign and malignant cases")
     best: tuple[float, float] | None = None
     for t in np.unique(probs)[::-1]:
-        flagged = probs >= t
+        flagged = flagging.flags(probs, t)
         sensitivity = flagged[labels].mean()
         if sensitivity < min_sensitivity:
             continue

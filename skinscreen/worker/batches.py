@@ -1,0 +1,56 @@
+"""Score a batch of image ids and store the results: what a Celery task and the embedded `run` call."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import Executor
+from pathlib import Path
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from skinscreen.counts import Counts
+from skinscreen.db import queries
+from skinscreen.db.session import session_scope
+from skinscreen.models.classifier import Scorer
+from skinscreen.models.screening import score_files
+
+logger = logging.getLogger(__name__)
+
+
+def score_ids(
+    image_ids: Sequence[int],
+    *,
+    sessions: sessionmaker[Session],
+    classifier: Scorer,
+    pool: Executor,
+) -> Counts:
+    """Score the ids still waiting for this model version; ids already done are skipped (safe to repeat)."""
+    started = time.monotonic()
+    with session_scope(sessions) as session:
+        todo = queries.images_to_score(session, list(image_ids), model_version=classifier.version)
+    report = Counts(skipped=len(set(image_ids)) - len(todo))
+    if not todo:
+        return report
+    scores = score_files(
+        [Path(path) for _, path in todo], classifier=classifier, batch_size=len(todo), pool=pool
+    )
+    with session_scope(sessions) as session:
+        queries.save_scores(
+            session,
+            {image_id: s for (image_id, _), s in zip(todo, scores, strict=True)},
+            model_version=classifier.version,
+        )
+    for s in scores:
+        report.add_result(s)
+    logger.info(
+        "batch of %d: %d scored, %d flagged, %d failed, %d skipped in %.2f s",
+        len(image_ids),
+        report.scored,
+        report.flagged,
+        report.failed,
+        report.skipped,
+        time.monotonic() - started,
+    )
+    return report
