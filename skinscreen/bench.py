@@ -148,9 +148,10 @@ def naive(paths: Sequence[Path], *, model_dir: Path, tta: str, size: int) -> Mea
     """
     import keras
 
+    from skinscreen.models.layers import load_keras_model
     from skinscreen.models.preprocess import tta_views
 
-    model = keras.models.load_model(model_dir / "model.keras", compile=False)
+    model = load_keras_model(model_dir / "model.keras")
     model.predict(tta_views(np.zeros((1, size, size, 3), "float32"), tta), verbose=0)  # the calls' shape
     start = time.perf_counter()
     for path in paths:

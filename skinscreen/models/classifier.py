@@ -141,10 +141,7 @@ class KerasRuntime:
     inputs_per_call: int | None = None
 
     def __init__(self, path: Path, *, threads: int | None) -> None:
-        import keras
         import tensorflow as tf
-
-        import skinscreen.models.layers  # noqa: F401  (registers the model's own layers)
 
         if threads:
             try:
@@ -152,7 +149,9 @@ class KerasRuntime:
                 tf.config.threading.set_inter_op_parallelism_threads(1)
             except RuntimeError:  # TensorFlow already initialised in this process
                 pass
-        self._model = keras.models.load_model(path, compile=False)
+        from skinscreen.models.layers import load_keras_model
+
+        self._model = load_keras_model(path)
 
     def __call__(self, slices: list[np.ndarray]) -> list[np.ndarray]:
         return [

@@ -116,15 +116,13 @@ class GradCam:
 
 def load_gradcam(model_dir: Path) -> GradCam:
     """Load `model.keras` from a model directory (the ONNX file has no gradients)."""
-    import keras
-
-    import skinscreen.models.layers  # noqa: F401  (registers the model's own layers)
+    from skinscreen.models.layers import load_keras_model
 
     path = model_dir / "model.keras"
     if not path.exists():
         raise ModelError(f"{model_dir} has no model.keras, which Grad-CAM needs")
     logger.info("loading %s for Grad-CAM", path)
-    return GradCam(keras.models.load_model(path, compile=False))
+    return GradCam(load_keras_model(path))
 
 
 def _undo_views(maps: Heatmap, *, n: int, size: int, mode: str) -> Heatmap:

@@ -49,3 +49,8 @@ def shades_of_gray(pixels: Any, *, power: float = 6.0) -> Any:
     illuminant = np.maximum(np.mean(x**power, axis=(-3, -2), keepdims=True) ** (1.0 / power), 1e-6)
     gain = illuminant.mean(axis=-1, keepdims=True) / illuminant
     return np.clip(x * gain, 0.0, 1.0) * 255.0
+
+
+def load_keras_model(path: Any) -> Any:
+    """`keras.models.load_model` without the optimizer, with this module's layers registered."""
+    return keras.models.load_model(path, compile=False)

@@ -19,7 +19,7 @@ VIEWS = {"none": 1, "flip4": 4, "dihedral8": 8}  # network passes per image for 
 
 def export_run(run_dir: Path, *, out: Path, name: str | None = None) -> dict[str, Any]:
     """Write model.keras (no optimizer state), model.onnx and card.json into `out`."""
-    import keras
+    from skinscreen.models.layers import load_keras_model
 
     run_path = run_dir / "run.json"
     if not run_path.exists() or not (run_dir / "model.keras").exists():
@@ -27,7 +27,7 @@ def export_run(run_dir: Path, *, out: Path, name: str | None = None) -> dict[str
     run = json.loads(run_path.read_text())
     size = int(run["input_size"])
     out.mkdir(parents=True, exist_ok=True)
-    model = keras.models.load_model(run_dir / "model.keras", compile=False)
+    model = load_keras_model(run_dir / "model.keras")
     model(np.zeros((1, size, size, 3), dtype="float32"))  # the ONNX exporter needs a called model
     model.save(out / "model.keras")
     model.export(str(out / "model.onnx"), format="onnx", verbose=False)

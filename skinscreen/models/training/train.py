@@ -132,9 +132,9 @@ def train(
 
     model = build_model(recipe=recipe, size=size, alpha=alpha, backbone_weights=backbone_weights)
     if init_from is not None:
-        import skinscreen.models.layers  # noqa: F401  (registers the model's own layers)
+        from skinscreen.models.layers import load_keras_model
 
-        model.set_weights(keras.models.load_model(init_from, compile=False).get_weights())
+        model.set_weights(load_keras_model(init_from).get_weights())
     loss = keras.losses.BinaryCrossentropy(label_smoothing=recipe.label_smoothing)
 
     def metrics() -> list[Any]:
