@@ -98,6 +98,11 @@ def render(card: dict[str, Any]) -> str:
         "## How it was made",
         "",
         f"- Recipe `{recipe.get('name')}`, seed {tr.get('seed')}, epochs {tr.get('epochs')}",
+        *(
+            [f"- Started from `{tr['init_from']['path']}` (sha256 `{tr['init_from']['sha256'][:16]}...`)"]
+            if tr.get("init_from")
+            else []
+        ),
         f"- Training data sha256 (paths, labels, file hashes): `{tr.get('train_data_sha256')}`; "
         f"{tr.get('train_images')} training and {tr.get('validation_images')} validation images "
         "(grouped split: duplicates and near-duplicates on one side only)",

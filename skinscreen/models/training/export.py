@@ -80,6 +80,7 @@ def export_run(run_dir: Path, *, out: Path, name: str | None = None) -> dict[str
                 "validation_by_source",
                 "images_by_source",
                 "extra_train_dirs",
+                "init_from",
                 "limit_per_class",
             )
             if k in run
