@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     visibility_timeout: int = Field(default=3600, ge=1)
     """Seconds before Redis hands an unacknowledged task to another worker."""
 
+    heartbeat_seconds: float = Field(default=5.0, gt=0)
+    """A worker renews the heartbeat of the batch it holds this often; the sweeper looks as often."""
+
+    heartbeat_timeout: float = Field(default=20.0, gt=0)
+    """A held batch whose heartbeat is this many seconds old belonged to a dead worker: sent again."""
+
     secret_key: SecretStr | None = None
     """Signs the review page's session cookies; `skinscreen serve` needs one (32+ characters)."""
 

@@ -45,7 +45,9 @@ Choices:
   RuntimeError, NotImplementedError, AttributeError for missing elements...) and a bad file must
   never crash the worker. MemoryError gets its own reason: the pixel limit makes it a property of
   the file far more often than a passing condition, and it is not worth a retry loop.
-- Logging: one DEBUG line per file (the worker owns the INFO line of its unit of work).
+- Logging: one DEBUG line per file, without its name (the worker owns the INFO line of its unit of
+  work, with image and batch ids). pydicom's own logger ("pydicom") is cut off from the log handlers
+  and its reading validation is off: both quote header values ("Invalid value for VR UI: '...'").
 """
 
 from __future__ import annotations
@@ -73,6 +75,10 @@ logger = logging.getLogger(__name__)
 # Process-wide and set once (see the module docstring): a bomb warning is an error, pydicom is quiet.
 warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
 warnings.filterwarnings("ignore", module=r"pydicom(\..*)?")
+pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+_PYDICOM_LOG = logging.getLogger("pydicom")
+_PYDICOM_LOG.propagate = False  # its lines quote header values; it keeps only its own NullHandler
+_PYDICOM_LOG.setLevel(logging.CRITICAL + 1)
 
 PILLOW_FORMATS = ("JPEG", "PNG", "TIFF", "BMP", "WEBP", "GIF")
 PHOTO_SOP_CLASSES = frozenset(
@@ -127,10 +133,8 @@ def read_image(path: Path | str, *, draft_size: int | None = None) -> LoadedImag
             if not head:
                 raise UnreadableImageError("empty file (0 bytes)")
             fh.seek(0)
-            if head[128:132] == b"DICM":
-                image = _read_dicom(fh, name=path.name)
-            else:
-                image = _read_pillow(fh, name=path.name, draft_size=draft_size)
+            is_dicom = head[128:132] == b"DICM"
+            image = _read_dicom(fh) if is_dicom else _read_pillow(fh, draft_size=draft_size)
     except FileNotFoundError as exc:
         raise UnreadableImageError("file not found") from exc
     except IsADirectoryError as exc:
@@ -140,7 +144,7 @@ def read_image(path: Path | str, *, draft_size: int | None = None) -> LoadedImag
     except OSError as exc:  # only open/read reach here: the readers translate their own errors
         raise UnreadableImageError(f"could not read file ({exc.strerror or type(exc).__name__})") from exc
     height, width = image.pixels.shape[:2]
-    logger.debug("read %s: %s %dx%d", path.name, image.format, width, height)
+    logger.debug("read a file: %s %dx%d", image.format, width, height)
     return image
 
 
@@ -150,7 +154,7 @@ def _too_large(pixels: int | None) -> str:
     return f"image too large: {pixels} pixels (limit {Image.MAX_IMAGE_PIXELS})"
 
 
-def _read_pillow(fh: BinaryIO, *, name: str, draft_size: int | None) -> LoadedImage:
+def _read_pillow(fh: BinaryIO, *, draft_size: int | None) -> LoadedImage:
     try:
         with Image.open(fh, formats=PILLOW_FORMATS) as opened:
             kind = (opened.format or "unknown").lower()
@@ -161,7 +165,7 @@ def _read_pillow(fh: BinaryIO, *, name: str, draft_size: int | None) -> LoadedIm
             opened.load()
             frames = int(getattr(opened, "n_frames", 1))
             if frames > 1:
-                logger.debug("%s: %d pages or frames, scoring the first", name, frames)
+                logger.debug("%d pages or frames, scoring the first", frames)
             im = ImageOps.exif_transpose(opened)
             pixels = _pillow_rgb(im)
     except UnreadableImageError:
@@ -174,7 +178,7 @@ def _read_pillow(fh: BinaryIO, *, name: str, draft_size: int | None) -> LoadedIm
     except MemoryError as exc:
         raise UnreadableImageError(_NO_MEMORY) from exc
     except Exception as exc:  # OSError, SyntaxError, EOFError, ValueError, struct.error, zlib.error...
-        logger.debug("%s: Pillow failed with %s", name, type(exc).__name__)
+        logger.debug("Pillow failed with %s", type(exc).__name__)
         raise UnreadableImageError(_DAMAGED_IMAGE) from exc
     return LoadedImage(pixels=pixels, format=kind)
 
@@ -236,7 +240,7 @@ def _dicom_info(ds: Dataset) -> DicomInfo:
     )
 
 
-def _read_dicom(fh: BinaryIO, *, name: str) -> LoadedImage:
+def _read_dicom(fh: BinaryIO) -> LoadedImage:
     try:
         ds = pydicom.dcmread(fh)
         info = _dicom_info(ds)
@@ -245,7 +249,7 @@ def _read_dicom(fh: BinaryIO, *, name: str) -> LoadedImage:
         size = int(ds.get("Rows") or 0) * int(ds.get("Columns") or 0)
         has_pixels = "PixelData" in ds
     except Exception as exc:  # InvalidDicomError, EOFError, ValueError, struct.error, KeyError...
-        logger.debug("%s: pydicom failed on the header with %s", name, type(exc).__name__)
+        logger.debug("pydicom failed on the header with %s", type(exc).__name__)
         raise UnreadableImageError("damaged DICOM header") from exc
     # Invalid UIDs count as damage, which also keeps stray header bytes out of the reasons below.
     if syntax is None or not UID(syntax).is_valid:
@@ -276,7 +280,7 @@ def _read_dicom(fh: BinaryIO, *, name: str) -> LoadedImage:
     except MemoryError as exc:
         raise UnreadableImageError(_NO_MEMORY) from exc
     except Exception as exc:  # RuntimeError/ValueError from decoders, AttributeError for missing elements...
-        logger.debug("%s: pydicom failed on the pixel data with %s", name, type(exc).__name__)
+        logger.debug("pydicom failed on the pixel data with %s", type(exc).__name__)
         raise UnreadableImageError(_DAMAGED_DICOM_PIXELS) from exc
     return LoadedImage(pixels=pixels, format="dicom", dicom=info)
 

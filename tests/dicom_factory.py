@@ -260,3 +260,109 @@ def make_multiframe_dicom(src_jpeg: Path, dst: Path, *, frames: int = 3) -> Path
     return make_dicom(
         src_jpeg, dst, syntax="explicit_le", sop_class="1.2.840.10008.5.1.4.1.1.7.4", frames=frames
     )
+
+
+# -- metadata fuzzing: files whose header is odd but whose pixels are fine (or a mandatory tag is missing) --
+
+LONG_STUDY_UID = "1.2.826.0.1.3680043.8.498." + "1234567890" * 7  # 96 characters: over the 64 of PS3.5
+HUGE_UID = "1.2.826.0.1.3680043.8.498." + "9" * 20_000
+# Header values the fuzzed files carry that must never reach a log line (the patient name and ID too).
+FUZZ_SECRETS = ("Doe^Jane", "PID-12345", "Mueller^Juergen", "Rücken-背中", "1.2.abc.Smith", "NUL-in-body")
+_PRIVATE_CREATOR = "SKINSCREEN FUZZ"
+
+
+def _with_private_block(ds: Dataset, *, size: int) -> None:
+    """A private block (group 0009) holding `size` bytes of OB and a long LO."""
+    block = ds.private_block(0x0009, _PRIVATE_CREATOR, create=True)
+    block.add_new(0x10, "OB", bytes(range(256)) * (size // 256))
+    block.add_new(0x11, "LO", "private note " * 4000)
+
+
+def _patched(path: Path, old: bytes, new: bytes) -> Path:
+    """Swap one byte sequence for another of the same length (VR codes, padding) in a written file."""
+    data = path.read_bytes()
+    assert data.count(old) == 1, (old, data.count(old))
+    path.write_bytes(data.replace(old, new))
+    return path
+
+
+def make_fuzzed_dicom(src_jpeg: Path, dst: Path, *, kind: str) -> Path:
+    """A DICOM with one kind of metadata damage (see FUZZ_KINDS); the pixels are `src_jpeg`'s RGB."""
+    implicit = kind == "huge_uids"
+    ds = base_dataset(dst, syntax_uid=ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian)
+    set_pixel_module(ds, rgb_pixels(src_jpeg), photometric="RGB", bits_stored=8)
+    if kind == "long_study_uid":
+        ds.StudyInstanceUID = LONG_STUDY_UID
+    elif kind == "huge_uids":  # implicit VR: a 4-byte length, so a UID far beyond 64 KiB fits the file
+        ds.SeriesInstanceUID = HUGE_UID
+        ds.SOPInstanceUID = HUGE_UID + "1"
+        ds.StudyInstanceUID = LONG_STUDY_UID + ".2"
+    elif kind == "long_strings":
+        ds.AnatomicRegionSequence[0].CodeMeaning = "Skin of back " * 1000
+        ds.AcquisitionDateTime = "2024" * 100
+    elif kind == "invalid_uid_chars":  # letters and a name where only digits and dots belong
+        ds.StudyInstanceUID = "1.2.abc.Smith"
+        ds.SeriesInstanceUID = "Doe^Jane"
+    elif kind == "invalid_vr":  # an unknown VR code for body part, written as explicit VR "ZZ"
+        ds.BodyPartExamined = "ZZTOP"
+        write(ds, dst)
+        return _patched(dst, b"\x18\x00\x15\x00CS", b"\x18\x00\x15\x00ZZ")
+    elif kind == "wrong_vr":  # a UID element declared as US (2-byte integers) and Rows declared as UI
+        write(ds, dst)
+        _patched(dst, b"\x20\x00\x0d\x00UI", b"\x20\x00\x0d\x00US")
+        return _patched(dst, b"\x28\x00\x10\x00US", b"\x28\x00\x10\x00UI")
+    elif kind == "utf8":
+        ds.SpecificCharacterSet = "ISO_IR 192"
+        ds.PatientName = "Mueller^Juergen"
+        ds.AnatomicRegionSequence[0].CodeMeaning = "Rücken-背中"
+    elif kind == "unknown_charset":  # a character set pydicom does not know, Latin-1 bytes in the value
+        ds.SpecificCharacterSet = "ISO_IR 999"
+        ds.AnatomicRegionSequence[0].CodeMeaning = b"R\xfccken-\xe9"  # type: ignore[assignment]
+    elif kind == "bad_utf8":  # UTF-8 declared, bytes that are not UTF-8
+        ds.SpecificCharacterSet = "ISO_IR 192"
+        ds.AnatomicRegionSequence[0].CodeMeaning = b"Back \xff\xfe\xc3("  # type: ignore[assignment]
+    elif kind == "iso2022":
+        ds.SpecificCharacterSet = ["", "ISO 2022 IR 87"]
+        ds.AnatomicRegionSequence[0].CodeMeaning = "Rücken-背中"
+    elif kind == "nul_in_strings":  # NUL and control bytes PostgreSQL text cannot hold
+        ds.AnatomicRegionSequence[0].CodeMeaning = "NUL-in-body\x00\x01\x1b[31m"
+        ds.StudyInstanceUID = "1.2.3\x00.4"
+    elif kind == "huge_private":
+        _with_private_block(ds, size=8 * 1024 * 1024)
+    elif kind == "missing_uids":
+        del ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID  # the file meta keeps its own
+    elif kind == "missing_rows":
+        del ds.Rows, ds.Columns
+    elif kind == "missing_photometric":
+        del ds.PhotometricInterpretation
+    elif kind == "missing_sop_class":
+        del ds.SOPClassUID
+    elif kind == "missing_transfer_syntax":
+        write(ds, dst)
+        # Rename the file meta's Transfer Syntax UID tag to an unused one: the element is gone.
+        return _patched(dst, b"\x02\x00\x10\x00UI", b"\x02\x00\x11\x00UI")
+    else:
+        raise ValueError(f"unknown fuzz kind {kind!r}")
+    return write(ds, dst)
+
+
+# kind -> expected state and a part of the expected reason (None: scored)
+FUZZ_KINDS: dict[str, tuple[str, str | None]] = {
+    "long_study_uid": ("scored", None),
+    "huge_uids": ("scored", None),
+    "long_strings": ("scored", None),
+    "invalid_uid_chars": ("scored", None),
+    "invalid_vr": ("failed", "damaged DICOM header"),
+    "wrong_vr": ("failed", "damaged DICOM header"),
+    "utf8": ("scored", None),
+    "unknown_charset": ("scored", None),
+    "bad_utf8": ("scored", None),
+    "iso2022": ("scored", None),
+    "nul_in_strings": ("scored", None),
+    "huge_private": ("scored", None),
+    "missing_uids": ("scored", None),
+    "missing_rows": ("failed", "damaged or truncated DICOM pixel data"),
+    "missing_photometric": ("failed", "photometric interpretation (invalid or missing)"),
+    "missing_sop_class": ("failed", "no SOP class UID"),
+    "missing_transfer_syntax": ("failed", "damaged DICOM header"),
+}

@@ -176,3 +176,34 @@ def test_db_upgrade_creates_the_tables_and_prints_the_revision(tmp_path: Path) -
 
     assert out.strip() == f"database at revision {migrate.current(url)}"
     assert migrate.current(url) is not None
+
+
+@pytest.mark.parametrize("command", ["status", "cases"])
+@pytest.mark.parametrize("kind", ["missing", "empty"])
+def test_a_read_only_command_on_an_uninitialised_sqlite_path_says_so_and_creates_nothing(
+    tmp_path: Path, command: str, kind: str
+) -> None:
+    path = tmp_path / "mistyped" / "skinscreen.db"
+    if kind == "empty":  # left by an earlier version, or touched by hand: a file without tables
+        path.parent.mkdir()
+        path.touch()
+    result = CliRunner().invoke(cli, ["--database-url", f"sqlite:///{path}", command])
+    assert result.exit_code != 0
+    message = str(result.exception)
+    assert "not initialised" in message and "skinscreen db upgrade" in message and "skinscreen run" in message
+    if kind == "missing":
+        assert not path.parent.exists()
+    else:
+        assert path.stat().st_size == 0
+
+
+def test_quiet_hides_the_progress_bar(tmp_path: Path, tiny_model: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    args = ["--database-url", url, "run", "--once", "--model", str(tiny_model), str(inbox)]
+    loud = CliRunner().invoke(cli, args, catch_exceptions=False)
+    quiet = CliRunner().invoke(cli, ["-q", *args], catch_exceptions=False)
+    assert "scoring" in loud.stderr  # the bar's label
+    assert "scoring" not in quiet.stderr and "img" not in quiet.stderr
+    assert "files seen" in quiet.stdout

@@ -21,6 +21,7 @@ RET_OK = 0
 RET_ERROR = 1
 RET_USAGE = 2
 RET_CONNECT = 3
+QUIET = "skinscreen.quiet"
 
 EPILOG = """\b
 Examples:
@@ -78,6 +79,7 @@ class LazyGroup(click.Group):
 def cli(ctx: click.Context, database_url: str | None, verbose: int, quiet: bool) -> None:
     """Screen dermoscopy images and DICOM files for malignant lesions."""
     setup_logging(-1 if quiet else verbose)
+    ctx.meta[QUIET] = quiet  # read by commands that draw a progress bar
     overrides: dict[str, Any] = {}
     if database_url:
         overrides["database_url"] = database_url

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from skinscreen.cli.base import RET_CONNECT
+from skinscreen.cli.base import QUIET, RET_CONNECT
 from skinscreen.config import Settings
 from skinscreen.tasknames import QUEUE
 
@@ -54,7 +54,9 @@ def run(
         # The progress bar and the summary say it all; per-file and per-batch lines come with -v.
         for name in ("skinscreen.ingest", "skinscreen.worker"):
             logging.getLogger(name).setLevel(logging.WARNING)
-    summary = run_embedded(_inboxes(settings, inbox), settings=settings, once=once).as_dict()
+    quiet = bool(click.get_current_context().meta.get(QUIET))
+    roots = _inboxes(settings, inbox)
+    summary = run_embedded(roots, settings=settings, once=once, progress=not quiet).as_dict()
     if fmt == "json":
         click.echo(json.dumps(summary, indent=1))
         return
@@ -77,6 +79,7 @@ def ingest(
     """Watch INBOX folders, register complete files and enqueue batches for the workers."""
     from skinscreen.db import migrate
     from skinscreen.db.session import make_engine, make_session_factory
+    from skinscreen.heartbeat import orphan_taker
     from skinscreen.ingest import Dispatcher, Ingester, celery_sender
     from skinscreen.ingest.enqueue import queue_depth
 
@@ -89,6 +92,7 @@ def ingest(
         sessions=sessions,
         send=celery_sender(settings),
         backlog=lambda: queue_depth(settings.broker_url),
+        orphans=orphan_taker(settings.broker_url),
     )
     ingester = Ingester(
         _inboxes(settings, inbox), settings=settings, sessions=sessions, dispatcher=dispatcher, poll=poll
@@ -148,15 +152,20 @@ def worker(settings: Settings, concurrency: int, pool: str, loglevel: str, hostn
 )
 @click.pass_obj
 def sweep(settings: Settings, older_than: float | None) -> None:
-    """Enqueue again the images left queued too long (a lost message or a restarted Redis)."""
+    """Enqueue again the images of dead workers and those left queued too long (a lost message)."""
     from skinscreen.db.session import make_engine, make_session_factory
+    from skinscreen.heartbeat import orphan_taker
     from skinscreen.ingest import Dispatcher, celery_sender
 
     engine = make_engine(settings.database_url)
     dispatcher = Dispatcher(
-        settings=settings, sessions=make_session_factory(engine), send=celery_sender(settings)
+        settings=settings,
+        sessions=make_session_factory(engine),
+        send=celery_sender(settings),
+        orphans=orphan_taker(settings.broker_url),
     )
-    count = dispatcher.sweep(older_than=timedelta(seconds=older_than) if older_than is not None else None)
+    count = dispatcher.resend_orphans()
+    count += dispatcher.sweep(older_than=timedelta(seconds=older_than) if older_than is not None else None)
     engine.dispose()
     click.echo(f"re-enqueued {count} images")
 

@@ -31,12 +31,13 @@ def cases(
     fmt: str,
 ) -> None:
     """List cases, highest probability first."""
+    from skinscreen.db.readiness import reading_engine
     from skinscreen.db.review_queries import CaseFilter, iter_cases
-    from skinscreen.db.session import make_engine, make_session_factory, session_scope
+    from skinscreen.db.session import make_session_factory, session_scope
     from skinscreen.db.tables import State
 
     filters = CaseFilter(flagged=flagged, state=State(state) if state else None, since=since)
-    engine = make_engine(settings.database_url)
+    engine = reading_engine(settings.database_url)
     with session_scope(make_session_factory(engine)) as session:
         rows = list(itertools.islice(iter_cases(session, filters), limit))
     engine.dispose()
@@ -50,9 +51,10 @@ def cases(
 def status(settings: Settings, fmt: str) -> None:
     """Counts by state, queue depth, recent throughput and failures by reason."""
     from skinscreen.db import queries
-    from skinscreen.db.session import make_engine, make_session_factory, session_scope
+    from skinscreen.db.readiness import reading_engine
+    from skinscreen.db.session import make_session_factory, session_scope
 
-    engine = make_engine(settings.database_url)
+    engine = reading_engine(settings.database_url)
     with session_scope(make_session_factory(engine)) as session:
         report = queries.status(session)
     engine.dispose()

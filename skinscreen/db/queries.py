@@ -12,6 +12,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from skinscreen.db.dicom_values import dicom_values
 from skinscreen.db.tables import Batch, Image, Prediction, SeenFile, State, utcnow
 
 if TYPE_CHECKING:  # the result type only: the database never imports the models at run time
@@ -112,13 +113,14 @@ def register_file(
     return int(image_id), new
 
 
-def record_refused_file(session: Session, *, path: str, size: int, mtime_ns: int, reason: str) -> None:
-    """Record a path that could not even be registered (unreadable, outside the inbox...)."""
-    _insert_ignoring_conflicts(
+def record_refused_file(session: Session, *, path: str, size: int, mtime_ns: int, reason: str) -> int | None:
+    """Record a path that could not even be registered (unreadable, outside the inbox...); its row id."""
+    return _insert_ignoring_conflicts(  # type: ignore[no-any-return]
         session,
         SeenFile.__table__,
         {"path": path, "size": size, "mtime_ns": mtime_ns, "reason": reason, "seen_at": utcnow()},
         ["path", "size", "mtime_ns"],
+        returning=SeenFile.__table__.c.id,
     )
 
 
@@ -173,12 +175,21 @@ def save_scores(session: Session, scores: Mapping[int, FileScore], *, model_vers
         if s.format:
             values["format"] = s.format
         if s.dicom:
-            values.update(dataclasses.asdict(s.dicom))  # each DicomInfo field is an image column
+            # Each DicomInfo field is an image column; values are escaped and fitted to it.
+            values.update(dicom_values(dataclasses.asdict(s.dicom)))
         if s.probability is None:
             values.update(state=State.failed, reason=s.reason or "unknown failure")
         else:
             values.update(state=State.scored, reason=None)
         session.execute(update(Image).where(Image.id == image_id).values(**values))
+
+
+def still_queued(session: Session, image_ids: Sequence[int]) -> list[int]:
+    """Those of `image_ids` still waiting to be scored."""
+    if not image_ids:
+        return []
+    stmt = select(Image.id).where(Image.id.in_(image_ids), Image.state == State.queued).order_by(Image.id)
+    return list(session.execute(stmt).scalars())
 
 
 def stale_queued(session: Session, *, older_than: timedelta, limit: int = 10_000) -> list[int]:

@@ -61,12 +61,13 @@ class Image(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
     format: Mapped[str | None] = mapped_column(String(20))
-    study_uid: Mapped[str | None] = mapped_column(String(64))
-    series_uid: Mapped[str | None] = mapped_column(String(64))
-    sop_uid: Mapped[str | None] = mapped_column(String(64))
-    sop_class_uid: Mapped[str | None] = mapped_column(String(64))
-    body_site: Mapped[str | None] = mapped_column(String(200))
-    acquisition_date: Mapped[str | None] = mapped_column(String(32))
+    # DICOM values as the file gives them; longer ones are cut visibly (skinscreen/db/dicom_values.py).
+    study_uid: Mapped[str | None] = mapped_column(String(256))
+    series_uid: Mapped[str | None] = mapped_column(String(256))
+    sop_uid: Mapped[str | None] = mapped_column(String(256))
+    sop_class_uid: Mapped[str | None] = mapped_column(String(256))
+    body_site: Mapped[str | None] = mapped_column(String(256))
+    acquisition_date: Mapped[str | None] = mapped_column(String(64))
     state: Mapped[State] = mapped_column(
         Enum(State, name="image_state", native_enum=False, length=10), default=State.queued, index=True
     )

@@ -36,11 +36,13 @@ class Dispatcher:
         send: Sender,
         backlog: Callable[[], int | None] | None = None,
         in_process: bool = False,
+        orphans: Callable[[], list[int]] | None = None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.backlog = backlog
         self.in_process = in_process
+        self.orphans = orphans  # ids held by dead workers (skinscreen.heartbeat.orphan_taker)
         self._send_batch = send
         self.batcher = Batcher(size=settings.batch_size, wait=settings.batch_wait, send=self._send)
 
@@ -78,6 +80,18 @@ class Dispatcher:
             ids = queries.stale_queued(session, older_than=age)
         if ids:
             logger.info("sweeper: re-enqueueing %d images left queued", len(ids))
+            self.add(ids)
+            self.flush()
+        return len(ids)
+
+    def resend_orphans(self) -> int:
+        """Send again the images a worker held when its heartbeat stopped (it died mid-batch)."""
+        ids = self.orphans() if self.orphans is not None else []
+        if ids:
+            with session_scope(self.sessions) as session:
+                ids = queries.still_queued(session, ids)
+        if ids:
+            logger.warning("sweeper: re-sending %d images held by a worker that stopped", len(ids))
             self.add(ids)
             self.flush()
         return len(ids)

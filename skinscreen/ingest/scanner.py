@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from skinscreen.logsafe import shown
+
 logger = logging.getLogger(__name__)
 
 TEMP_SUFFIXES = (".part", ".tmp", ".partial", ".crdownload", ".filepart", ".swp", ".download")
@@ -64,4 +66,4 @@ def walk(root: Path) -> Iterator[Path]:
 
 
 def _log_walk_error(exc: OSError) -> None:
-    logger.warning("cannot list %s: %s", exc.filename, exc.strerror)
+    logger.warning("cannot list a folder (%s): %s", shown(exc.filename), exc.strerror)

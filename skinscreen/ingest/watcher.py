@@ -3,6 +3,7 @@ once, and the new ids go to a `Dispatcher` (batching, sending, sweeping)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -22,7 +23,10 @@ from skinscreen.checksum import sha256_file
 from skinscreen.config import Settings
 from skinscreen.counts import Counts
 from skinscreen.db import queries
+from skinscreen.db.dicom_values import column_width, fitted
+from skinscreen.db.errors import describe, is_permanent
 from skinscreen.db.session import session_scope
+from skinscreen.db.tables import SeenFile
 from skinscreen.ingest import scanner
 from skinscreen.ingest.dispatch import Dispatcher
 from skinscreen.ingest.settle import Ready, SettleTracker
@@ -77,6 +81,7 @@ class Ingester:
         self._observer: BaseObserver | None = None
         self.stop_event = threading.Event()
         self.counts = Counts()
+        self._unstorable: set[tuple[str, int, int]] = set()  # refused paths the database cannot hold
 
     # -- finding files ------------------------------------------------------------
     def root_of(self, path: Path) -> Path | None:
@@ -98,7 +103,8 @@ class Ingester:
                     st = path.lstat()
                 except OSError:
                     continue
-                if (str(path), st.st_size, st.st_mtime_ns) not in seen:
+                key = (str(path), st.st_size, st.st_mtime_ns)
+                if key not in seen and key not in self._unstorable:
                     self.tracker.touch(path)
                     found += 1
         return found
@@ -124,22 +130,64 @@ class Ingester:
         chunk = max(REGISTER_CHUNK, self.settings.batch_size)
         for start in range(0, len(ready), chunk):
             part = ready[start : start + chunk]
-            new_ids: list[int] = []
-            batch_ids: dict[str, int] = {}  # folder -> batch id, valid within this transaction
+            counts = dataclasses.replace(self.counts)  # a chunk rolled back counts nothing
             try:
-                with session_scope(self.sessions) as session:
-                    for item in part:
-                        image_id = self._register_one(session, item, batch_ids)
-                        if image_id is not None:
-                            new_ids.append(image_id)
-            except SQLAlchemyError as exc:
-                # Nothing is lost: the files go back to the tracker and are tried again.
-                logger.warning("database unavailable while registering (%s); will retry", type(exc).__name__)
-                for item in ready[start:]:
-                    self.tracker.touch(item.path)
-                return start
+                new_ids = self._register_chunk(part)
+            except Exception as exc:
+                if not is_permanent(exc):
+                    if not isinstance(exc, SQLAlchemyError):
+                        raise
+                    # Nothing is lost: the files go back to the tracker and are tried again.
+                    logger.warning("database unavailable while registering (%s); will retry", describe(exc))
+                    for item in ready[start:]:
+                        self.tracker.touch(item.path)
+                    return start
+                self.counts = counts
+                new_ids = self._register_each(part)
             self.dispatcher.add(new_ids)
         return len(ready)
+
+    def _register_chunk(self, part: Sequence[Ready]) -> list[int]:
+        new_ids: list[int] = []
+        batch_ids: dict[str, int] = {}  # folder -> batch id, valid within this transaction
+        with session_scope(self.sessions) as session:
+            for item in part:
+                image_id = self._register_one(session, item, batch_ids)
+                if image_id is not None:
+                    new_ids.append(image_id)
+        return new_ids
+
+    def _register_each(self, part: Sequence[Ready]) -> list[int]:
+        """One transaction a file, after the database refused a chunk for one file's name or path."""
+        new_ids: list[int] = []
+        for item in part:
+            try:
+                new_ids += self._register_chunk([item])
+            except Exception as exc:
+                if not is_permanent(exc):
+                    raise
+                self._refuse_unstorable(item, exc)
+        return new_ids
+
+    def _refuse_unstorable(self, item: Ready, exc: BaseException) -> None:
+        """A path the database cannot hold (not UTF-8, too long): refused, recorded escaped, not retried."""
+        self.counts.refused += 1
+        self._unstorable.add((str(item.path), item.size, item.mtime_ns))
+        reason = f"the file's name or folder cannot be stored ({describe(exc)}); rename or move the file"
+        try:
+            with session_scope(self.sessions) as session:
+                seen_id = queries.record_refused_file(
+                    session,
+                    path=fitted(str(item.path), column_width(SeenFile, "path")),
+                    size=item.size,
+                    mtime_ns=item.mtime_ns,
+                    reason=reason,
+                )
+        except Exception as again:
+            if not is_permanent(again):
+                raise
+            seen_id = None
+        logger.warning("refused a file (seen-file %s): %s", seen_id, reason)
 
     def _register_one(self, session: Session, item: Ready, batch_ids: dict[str, int]) -> int | None:
         root = self.root_of(item.path)
@@ -162,8 +210,10 @@ class Ingester:
                 reason = f"cannot read file: {exc.strerror or type(exc).__name__}"
         if reason is not None:
             self.counts.refused += 1
-            logger.warning("refused %s: %s", item.path.name, reason)
-            queries.record_refused_file(session, path=path, size=size, mtime_ns=mtime_ns, reason=reason)
+            seen_id = queries.record_refused_file(
+                session, path=path, size=size, mtime_ns=mtime_ns, reason=reason
+            )
+            logger.warning("refused a file (seen-file %s): %s", seen_id, reason)  # ids only: see logsafe
             return None
         where = scanner.placement(item.path, root)
         image_id, new = queries.register_file(
@@ -182,7 +232,8 @@ class Ingester:
             self.counts.duplicate += 1
         if self.on_registered:
             self.on_registered(image_id, int(new))
-        logger.info("registered %s as image %d%s", item.path.name, image_id, "" if new else " (duplicate)")
+        batch = batch_ids[where.folder]
+        logger.info("registered image %d in batch %d%s", image_id, batch, "" if new else " (duplicate)")
         return image_id if new else None
 
     # -- running --------------------------------------------------------------------
@@ -200,7 +251,7 @@ class Ingester:
         if not once:
             self.start_observer()
         started = False
-        last_scan = last_sweep = time.monotonic()
+        last_scan = last_sweep = last_orphans = time.monotonic()
         try:
             while not self.stop_event.is_set():
                 try:
@@ -218,6 +269,9 @@ class Ingester:
                     if now - last_scan >= self.settings.rescan_interval:
                         self.scan()
                         last_scan = now
+                    if now - last_orphans >= self.settings.heartbeat_seconds:
+                        self.dispatcher.resend_orphans()  # batches held by workers that died
+                        last_orphans = now
                     if now - last_sweep >= min(SWEEP_EVERY, self.settings.sweep_after):
                         self.dispatcher.sweep()
                         last_sweep = now

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -66,7 +67,10 @@ def decode(path: Path, *, size: int) -> Decoded:
     except UnreadableImageError as exc:
         return Decoded(path, None, exc.reason)
     except Exception as exc:  # a decoder bug must not sink the batch; the type says enough
-        logger.exception("unexpected error decoding %s", path.name)
+        # Neither the name nor the message (it may quote a header value): the type and where it arose.
+        where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+        at = f"{where.filename}:{where.lineno}" if where else "?"
+        logger.error("unexpected %s while decoding a file (at %s)", type(exc).__name__, at)
         return Decoded(path, None, f"unexpected error while reading: {type(exc).__name__}")
 
 

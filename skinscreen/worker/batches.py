@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from skinscreen.counts import Counts
 from skinscreen.db import queries
+from skinscreen.db.outcomes import store_scores
 from skinscreen.db.session import session_scope
 from skinscreen.models.classifier import Scorer
 from skinscreen.models.screening import score_files
@@ -36,13 +37,13 @@ def score_ids(
     scores = score_files(
         [Path(path) for _, path in todo], classifier=classifier, batch_size=len(todo), pool=pool
     )
-    with session_scope(sessions) as session:
-        queries.save_scores(
-            session,
-            {image_id: s for (image_id, _), s in zip(todo, scores, strict=True)},
-            model_version=classifier.version,
-        )
-    for s in scores:
+    # An image whose data the database refuses comes back failed; the rest of the batch is stored.
+    stored = store_scores(
+        sessions,
+        {image_id: s for (image_id, _), s in zip(todo, scores, strict=True)},
+        model_version=classifier.version,
+    )
+    for s in stored.values():
         report.add_result(s)
     logger.info(
         "batch of %d: %d scored, %d flagged, %d failed, %d skipped in %.2f s",

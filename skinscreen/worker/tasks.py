@@ -10,13 +10,16 @@ from celery import Celery
 from celery.signals import worker_process_init, worker_process_shutdown
 from kombu.exceptions import OperationalError as BrokerOperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import SQLAlchemyError
 
 from skinscreen.config import Settings
+from skinscreen.db.errors import is_transient
+from skinscreen.heartbeat import Holds, connect
 from skinscreen.tasknames import SCORE_BATCH
 
-# Connection errors only: a bad image is a stored result, never a retry.
-RETRY_ON = (OperationalError, InterfaceError, BrokerOperationalError, RedisConnectionError, ConnectionError)
+# Connection errors only: a bad image is a stored result, never a retry. Database errors are classified
+# in the task body (skinscreen.db.errors): a permanent one must not be retried.
+RETRY_ON = (BrokerOperationalError, RedisConnectionError, ConnectionError)
 
 
 class ProcessState:
@@ -35,6 +38,9 @@ class ProcessState:
             self._made["classifier"] = load_classifier(s.model, backend=s.backend, threads=s.threads)
             self._made["sessions"] = make_session_factory(make_engine(s.database_url))
             self._made["pool"] = ThreadPoolExecutor(max_workers=s.threads or 2, thread_name_prefix="decode")
+            self._made["holds"] = Holds(
+                connect(s.broker_url), every=s.heartbeat_seconds, timeout=s.heartbeat_timeout
+            )
         return self._made
 
     def close(self) -> None:
@@ -69,7 +75,16 @@ def register(app: Celery, settings: Settings) -> None:
         from skinscreen.worker.batches import score_ids
 
         made = state.get()
-        report = score_ids(
-            image_ids, sessions=made["sessions"], classifier=made["classifier"], pool=made["pool"]
-        )
+        try:
+            # The batch is recorded as held, with a heartbeat, so that the sweeper re-sends it if this
+            # process dies (skinscreen/heartbeat.py).
+            with made["holds"].holding(str(self.request.id), list(image_ids)):
+                report = score_ids(
+                    image_ids, sessions=made["sessions"], classifier=made["classifier"], pool=made["pool"]
+                )
+        except SQLAlchemyError as exc:
+            # A lost connection or a lost race is worth a retry; anything else would fail again.
+            if not is_transient(exc):
+                raise
+            raise self.retry(exc=exc, countdown=min(60, 2 ** (self.request.retries + 1))) from exc
         return asdict(report)
