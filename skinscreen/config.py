@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     """Signs the review page's session cookies; `skinscreen serve` needs one (32+ characters)."""
 
+    heatmap_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """More models (names or directories, separated by commas) whose heatmaps `serve` may draw: a case's
+    map always comes from the model version stored with its score (`MODEL` and the shipped models are
+    always available)."""
+
     heatmap_dir: Path | None = None
     """Where Grad-CAM heatmaps are cached; default: `heatmaps/` next to a SQLite file, else ./heatmaps."""
 
@@ -71,6 +76,10 @@ class Settings(BaseSettings):
 
     token_hours: float = Field(default=24.0, gt=0, le=24 * 365)
     """An API bearer token from POST /api/token lasts this many hours."""
+
+    api_docs: bool = False
+    """Serve the interactive API docs (/docs, /redoc: Swagger UI and ReDoc load their scripts from a public
+    CDN); /openapi.json is always served."""
 
     secure_cookies: bool = False
     """Send the session cookie over HTTPS only; turn on behind a TLS-terminating proxy."""
@@ -94,6 +103,13 @@ class Settings(BaseSettings):
             raise ValueError("SKINSCREEN_SECRET_KEY is a placeholder; set a random one")
         if len(secret) < MIN_SECRET_KEY_LENGTH:
             raise ValueError(f"SKINSCREEN_SECRET_KEY needs at least {MIN_SECRET_KEY_LENGTH} characters")
+        return value
+
+    @field_validator("heatmap_models", mode="before")
+    @classmethod
+    def _split_models(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [p.strip() for p in value.split(",") if p.strip()]
         return value
 
     @field_validator("inbox", mode="before")

@@ -1,5 +1,6 @@
 """The pipeline's reads and writes (ingester, workers, sweeper, `status`); the review server's are in
-review_queries. Safe to repeat: unique keys and conflict-ignoring inserts."""
+cases, verdicts, accounts, tokens, audit and batches. Safe to repeat: unique keys and conflict-ignoring
+inserts."""
 
 from __future__ import annotations
 
