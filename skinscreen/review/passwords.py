@@ -17,8 +17,8 @@ MAX_PASSWORD_LENGTH = 1024
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$"
 """Account names: letters, digits and . _ @ -, up to 100 characters."""
 
-MAX_CONCURRENT_HASHES = 2
-"""argon2 computations run at once (each takes about 0.7 s of CPU): the other requests keep some cores."""
+MAX_CONCURRENT_HASHES = 1
+"""argon2 computations run at once (each about 0.7 s of CPU on several threads): other requests keep CPU."""
 HASH_WAIT = 2.0
 """Seconds a sign-in waits for an argon2 slot before it is answered 429."""
 
