@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from skinscreen.models.training.evaluate import evaluate
 from skinscreen.models.preprocess import to_model_input
+from skinscreen.models.training.evaluate import evaluate
+from tests.conftest import DATA
 
-DATASET = Path("/work/shared/data/skin-cancer-mvb/test")
+DATASET = DATA / "test"
 # The first files of each class, none of them among the 8 test images SOURCE.md lists as leaked.
 SAMPLE = {
     "benign": ["1.jpg", "10.jpg", "1003.jpg", "1006.jpg", "1013.jpg", "1018.jpg"],
