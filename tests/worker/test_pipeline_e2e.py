@@ -122,9 +122,10 @@ def test_dropped_files_are_each_scored_once_with_the_probability_predict_gives(
 def test_a_worker_killed_mid_batch_loses_nothing_and_scores_nothing_twice(
     pipeline_env: dict[str, str], pg_url: str, inbox: Path, tmp_path: Path
 ) -> None:
-    # The sweeper is off (an hour): the batch the killed worker held must come back by redelivery
-    # (late ack, visibility timeout), not because the ingester sent it again.
-    env = {**pipeline_env, "SKINSCREEN_SWEEP_AFTER": "3600"}
+    # The sweeper and the heartbeat re-send are off (an hour): the batch the killed worker held must
+    # come back by redelivery (late ack, visibility timeout), not because the ingester sent it again.
+    # tests/worker/test_crash_recovery.py covers the heartbeat.
+    env = {**pipeline_env, "SKINSCREEN_SWEEP_AFTER": "3600", "SKINSCREEN_HEARTBEAT_TIMEOUT": "3600"}
     # Large PNGs (no draft decoding) make each batch take seconds, so the kill lands inside one.
     batch = inbox / "site-a" / "big"
     batch.mkdir(parents=True)
