@@ -52,11 +52,13 @@ class Seeded:
     url: str
     ids: dict[str, int]
     accounts: dict[str, int]
+    threshold: float = THRESHOLD
 
     @property
     def queue(self) -> list[int]:
-        """Flagged ids, highest probability first."""
-        return [self.ids[n] for n in ("a1", "a2", "b1", "a3")]
+        """Flagged ids, highest probability first (a1, a2, b1, a3 at the default threshold 0.5)."""
+        scored = [(p, n) for n, _, p in CASES if isinstance(p, float) and p >= self.threshold]
+        return [self.ids[n] for _, n in sorted(scored, reverse=True)]
 
 
 def draw_lesion(path: Path, *, seed: int, size: int = 224) -> Path:
@@ -121,7 +123,7 @@ def seed_database(
             account = add_account(session, name=name, role=role, password_hash=hash_password(PASSWORDS[name]))
             accounts[name] = account.id
     engine.dispose()
-    return Seeded(url=url, ids=ids, accounts=accounts)
+    return Seeded(url=url, ids=ids, accounts=accounts, threshold=threshold)
 
 
 def review_settings(url: str, *, tmp: Path, model: Path) -> Settings:
