@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
-from skinscreen.db.queries import latest_prediction
+from skinscreen.db.queries import latest_prediction, shown_flagged_ids
 from skinscreen.db.tables import (
     Account,
     ApiToken,
@@ -172,6 +172,7 @@ def get_case(session: Session, image_id: int) -> dict[str, Any] | None:
         sop_class_uid=image.sop_class_uid,
         body_site=image.body_site,
         acquisition_date=image.acquisition_date,
+        purged_at=image.purged_at,
         verdicts=reviews_of(session, image_id),
     )
     return case
@@ -242,7 +243,7 @@ def all_reviews(session: Session) -> Iterator[dict[str, Any]]:
 
 def batch_summaries(session: Session, *, batch_id: int | None = None) -> list[dict[str, Any]]:
     """Per batch: files, queued, scored, flagged, failed (and by reason), reviewed."""
-    flagged = select(Prediction.image_id).where(Prediction.flagged.is_(True))
+    flagged = shown_flagged_ids()
     reviewed = select(Review.image_id)
     stmt = (
         select(
