@@ -84,14 +84,28 @@ class Settings(BaseSettings):
     secure_cookies: bool = False
     """Send the session cookie over HTTPS only; turn on behind a TLS-terminating proxy."""
 
+    models_dir: Path | None = None
+    """Where `skinscreen models add` installs models; default: models/ beside a SQLite file, else ./models."""
+
+    retention_days: int | None = Field(default=None, ge=0)
+    """`skinscreen purge` removes image files of reviewed (or unflagged) cases older than this; unset: off."""
+
+    archive_dir: Path | None = None
+    """Where `skinscreen purge` moves image files; unset: the files are deleted."""
+
     def heatmap_folder(self) -> Path:
         """`heatmap_dir`, or its default next to the SQLite database file."""
-        if self.heatmap_dir is not None:
-            return self.heatmap_dir
+        return self.heatmap_dir if self.heatmap_dir is not None else self._beside_database("heatmaps")
+
+    def models_folder(self) -> Path:
+        """`models_dir`, or its default next to the SQLite database file."""
+        return self.models_dir if self.models_dir is not None else self._beside_database("models")
+
+    def _beside_database(self, name: str) -> Path:
         url = make_url(self.database_url)
         if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-            return Path(url.database).parent / "heatmaps"
-        return Path("heatmaps")
+            return Path(url.database).parent / name
+        return Path(name)
 
     @field_validator("secret_key")
     @classmethod

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from skinscreen.cli import db_commands
 from skinscreen.cli.base import QUIET, RET_CONNECT
 from skinscreen.config import Settings
 from skinscreen.tasknames import QUEUE
@@ -195,7 +196,7 @@ def requeue(settings: Settings, reason: str | None, enqueue: bool) -> None:
 
 @click.group()
 def db() -> None:
-    """Database schema commands."""
+    """Database schema, backup and restore commands."""
 
 
 @db.command()
@@ -213,5 +214,8 @@ def upgrade(settings: Settings) -> None:
         raise SystemExit(RET_CONNECT) from exc
     click.echo(f"database at revision {migrate.current(settings.database_url)}")
 
+
+for _command in db_commands.COMMANDS:  # backup, restore
+    db.add_command(_command)
 
 COMMANDS = [run, ingest, worker, sweep, requeue, db]

@@ -37,6 +37,12 @@ class Action(enum.StrEnum):
     account_added = "account_added"
     account_changed = "account_changed"
     requeue = "requeue"
+    # Operations (skinscreen.ops, skinscreen.retention, skinscreen.db.backup), done from the CLI.
+    model_installed = "model_installed"
+    rescore = "rescore"
+    model_promoted = "model_promoted"
+    purge = "purge"
+    backup = "backup"
 
 
 def record(

@@ -7,12 +7,13 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from skinscreen.db.tables import Batch, Image, Prediction, Review, State
+from skinscreen.db.queries import shown_flagged_ids
+from skinscreen.db.tables import Batch, Image, Review, State
 
 
 def batch_summaries(session: Session, *, batch_id: int | None = None) -> list[dict[str, Any]]:
     """Per batch: files, queued, scored, flagged, failed (and by reason), reviewed."""
-    flagged = select(Prediction.image_id).where(Prediction.flagged.is_(True))
+    flagged = shown_flagged_ids()
     reviewed = select(Review.image_id)
     stmt = (
         select(

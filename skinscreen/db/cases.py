@@ -195,6 +195,7 @@ def get_case(session: Session, image_id: int) -> dict[str, Any] | None:
         sop_class_uid=image.sop_class_uid,
         body_site=image.body_site,
         acquisition_date=image.acquisition_date,
+        purged_at=image.purged_at,
         file_changed_at=image.file_changed_at,
         verdicts=reviews_of(session, image_id),
     )

@@ -84,6 +84,8 @@ class Image(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
     # Set by the review server when the file no longer has the sha256 that was scored.
     file_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the retention policy removed (or archived) the file; the row, scores and verdicts stay.
+    purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     batch: Mapped[Batch | None] = relationship(back_populates="images")
     predictions: Mapped[list[Prediction]] = relationship(back_populates="image")
@@ -191,4 +193,20 @@ class AuditEvent(Base):
     image_id: Mapped[int | None] = mapped_column(ForeignKey("image.id"), index=True)
     detail: Mapped[str | None] = mapped_column(Text)
     client: Mapped[str | None] = mapped_column(String(100))  # the caller's address, for web actions
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class ModelPromotion(Base):
+    """A model version made the one whose flags the queue, the API and `cases` show; newest row wins.
+
+    Append-only history: promoting back to an older version adds a row, so every change stays visible.
+    """
+
+    __tablename__ = "model_promotion"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(100))
+    previous_version: Mapped[str | None] = mapped_column(String(100))
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("account.id"))
+    note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
