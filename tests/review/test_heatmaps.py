@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from sqlalchemy import delete
 
 from skinscreen.db.session import make_engine, make_session_factory, session_scope
 from skinscreen.db.tables import Image as ImageRow
@@ -32,9 +33,14 @@ def second_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def rescore(url: str, image_id: int, version: str) -> None:
-    """A newer prediction of `image_id` by another model version."""
+    """`image_id`'s shown prediction becomes another model version's.
+
+    The tiny-test prediction is removed: reviewers see an image's first prediction until a version is
+    promoted (`skinscreen models promote`), and the case here must be the other version's.
+    """
     engine = make_engine(url)
     with session_scope(make_session_factory(engine)) as session:
+        session.execute(delete(Prediction).where(Prediction.image_id == image_id))
         session.add(
             Prediction(image_id=image_id, model_version=version, probability=0.9, flagged=True, threshold=0.5)
         )
@@ -45,7 +51,7 @@ def rescore(url: str, image_id: int, version: str) -> None:
 def two_models(
     tmp_path: Path, tiny_model: Path, second_model: Path
 ) -> Iterator[tuple[TestClient, Seeded, dict[str, str]]]:
-    """Cases scored by tiny-test, one rescored by tiny-test-2 and one by a model this server lacks."""
+    """Cases scored by tiny-test, one by tiny-test-2 instead and one by a model this server lacks."""
     seeded = seed_database(f"sqlite:///{tmp_path / 's.db'}", tmp_path)
     rescore(seeded.url, seeded.ids["a1"], SECOND)
     rescore(seeded.url, seeded.ids["a2"], GONE)
