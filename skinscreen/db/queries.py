@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -222,21 +222,28 @@ def save_scores(session: Session, scores: Mapping[int, FileScore], *, model_vers
     if predictions:  # one executemany for the batch
         stmt = _insert_or_nothing(session, Prediction.__table__, ["image_id", "model_version"])
         session.execute(stmt, predictions)
-    updates = []
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for image_id, s in scores.items():
-        values: dict[str, Any] = {"id": image_id, "updated_at": now}
+        values: dict[str, Any] = {"updated_at": now}
         if s.format:
             values["format"] = s.format
         if s.dicom:
             # Each DicomInfo field is an image column; values are escaped and fitted to it.
             values.update(dicom_values(dataclasses.asdict(s.dicom)))
         if s.probability is None:
-            values.update(state=State.failed, reason=s.reason or "unknown failure")
+            values.update(state=State.failed.value, reason=s.reason or "unknown failure")
         else:
-            values.update(state=State.scored, reason=None)
-        updates.append(values)
-    if updates:  # ORM bulk update by primary key: one executemany per set of columns
-        session.execute(update(Image), updates)
+            values.update(state=State.scored.value, reason=None)
+        groups.setdefault(tuple(values), []).append({"image_id": image_id, **values})
+    # One executemany per set of columns (a batch of JPEGs: one), not one statement per image.
+    table = Image.__table__
+    for columns, rows in groups.items():
+        stmt = (
+            update(table)
+            .where(table.c.id == bindparam("image_id"))
+            .values({c: bindparam(c) for c in columns})
+        )
+        session.execute(stmt, rows)
 
 
 def still_queued(session: Session, image_ids: Sequence[int]) -> list[int]:
