@@ -7,9 +7,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -236,7 +236,7 @@ def save_scores(session: Session, scores: Mapping[int, FileScore], *, model_vers
             values.update(state=State.scored.value, reason=None)
         groups.setdefault(tuple(values), []).append({"image_id": image_id, **values})
     # One executemany per set of columns (a batch of JPEGs: one), not one statement per image.
-    table = Image.__table__
+    table = cast(Table, Image.__table__)
     for columns, rows in groups.items():
         stmt = (
             update(table)
