@@ -64,8 +64,10 @@ def queue_scored(
     session: Session, image_ids: Sequence[int], *, model_version: str, settings: Settings | None = None
 ) -> int:
     """Pending SR and SC exports for the DICOM images among `image_ids` scored by `model_version`."""
+    if not image_ids:
+        return 0
     settings = settings if settings is not None else Settings()
-    if not settings.dicom_results or not image_ids:
+    if not settings.dicom_results:
         return 0
     stmt = (
         select(Prediction.id, Prediction.image_id)
