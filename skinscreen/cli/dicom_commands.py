@@ -44,7 +44,6 @@ def dicom_listen(
     from skinscreen.db import migrate
     from skinscreen.db.session import make_engine, make_session_factory
     from skinscreen.dicomnet.listener import Listener
-    from skinscreen.dicomnet.sender import ResultBuilder, send_due
     from skinscreen.metrics import serve_metrics
 
     given: dict[str, Any] = {"dicom_ae_title": ae_title, "dicom_port": port, "dicom_address": address}
@@ -67,6 +66,8 @@ def dicom_listen(
     stop = threading.Event()
     sender: threading.Thread | None = None
     if send and settings.dicom_results:
+        from skinscreen.dicomnet.sender import ResultBuilder, send_due
+
         migrate.upgrade(settings.database_url)
         sessions = make_session_factory(make_engine(settings.database_url))
         builder = ResultBuilder(settings)

@@ -186,9 +186,9 @@ class Listener:
             ae.add_supported_context(uid, photo_syntaxes)
         # Other storage classes are negotiated so that their C-STORE gets a status a sender can show.
         for context in StoragePresentationContexts:
-            uid = context.abstract_syntax
-            if uid is not None and uid not in PHOTO_SOP_CLASSES:
-                ae.add_supported_context(uid, _UNCOMPRESSED + _COMPRESSED)
+            other = context.abstract_syntax
+            if other is not None and other not in PHOTO_SOP_CLASSES:
+                ae.add_supported_context(other, _UNCOMPRESSED + _COMPRESSED)
         ae.maximum_pdu_size = 0  # no limit on what we accept
         self.ae = ae
         self._server: Any = None

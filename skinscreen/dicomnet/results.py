@@ -269,7 +269,7 @@ def build_sc(source: Dataset, overlay: npt.NDArray[np.uint8], facts: ResultFacts
         series_description="skinscreen Grad-CAM (AI, screening aid)",
     )
     # The orientation of a skin photograph is not known: Type 2, so present and empty.
-    sc.PatientOrientation = source.get("PatientOrientation") or ""
+    sc.PatientOrientation = source.get("PatientOrientation") or ""  # type: ignore[assignment]
     sc.Laterality = source.get("Laterality", "") or ""  # Type 2C: unknown for a lesion photograph
     sc.BurnedInAnnotation = "YES"
     sc.ImageComments = CAPTION

@@ -123,7 +123,7 @@ def network(tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -
         log=tmp_path / "listen.log",
     )
     try:
-        wait_for(lambda: "DICOM listener" in listener.text(), timeout=180, what="dicom-listen to start")
+        wait_for(lambda: "DICOM listener" in listener.text(), timeout=400, what="dicom-listen to start")
         yield {
             "inbox": inbox,
             "port": listen_port,
@@ -136,6 +136,7 @@ def network(tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -
         listener.stop()
 
 
+@pytest.mark.timeout(1800)  # a busy 2-core machine: the tiny model alone can take minutes to build
 def test_receive_score_and_send_results_back(network: dict[str, Any], tmp_path: Path) -> None:
     port, settings = str(network["port"]), network["settings"]
     groups = make_sources(tmp_path / "modality")
@@ -162,7 +163,7 @@ def test_receive_score_and_send_results_back(network: dict[str, Any], tmp_path: 
     assert not list(network["inbox"].rglob("*.part"))
 
     summary = run_embedded([network["inbox"]], settings=settings, once=True, progress=False)
-    assert (summary.new, summary.report.scored, summary.report.failed) == (10, 10, 0)
+    assert (summary.counts.new, summary.counts.scored, summary.counts.failed) == (10, 10, 0)
     engine = make_engine(settings.database_url)
     sessions = make_session_factory(engine)
     with session_scope(sessions) as session:
