@@ -226,33 +226,3 @@ def review_registry(settings: Settings, sessions: Any, *, model_version: str) ->
     for read in (database_reading(sessions), queue_depth_reading(settings), model):
         registry.register(CallbackCollector(read))
     return registry
-
-
-def metrics_router(settings: Settings, sessions: Any, *, model_version: str) -> Any:
-    """GET /metrics for the review server: no sign-in; a bearer token when SKINSCREEN_METRICS_TOKEN is set.
-
-    With SKINSCREEN_METRICS_PORT set, the metrics are served on that (bound) port only and this
-    route answers 404.
-    """
-    import hmac
-
-    from fastapi import APIRouter, HTTPException, Request
-    from fastapi.responses import Response
-    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-    registry = review_registry(settings, sessions, model_version=model_version)
-    router = APIRouter()
-    if settings.metrics_port is not None:
-        start_http_server(settings.metrics_port, addr=settings.metrics_address, registry=registry)
-        return router
-    token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
-
-    @router.get("/metrics", include_in_schema=False)
-    def metrics(request: Request) -> Response:
-        if token is not None:
-            given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                raise HTTPException(status_code=401, detail="metrics need the bearer token")
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
-
-    return router

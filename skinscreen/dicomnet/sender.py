@@ -74,14 +74,22 @@ class ResultBuilder:
                 return f"model default: {rule}"
         return f"threshold {prediction.threshold:.4f}"
 
-    def overlay(self, image: Image) -> Any:
+    def overlay(self, image: Image, version: str) -> Any:
+        """The image with the Grad-CAM map of the model `version` that scored it."""
+        from skinscreen.images import read_image
         from skinscreen.models.gradcam import overlay
-        from skinscreen.review.heatmaps import HeatmapStore, read_pixels
+        from skinscreen.models.preprocess import resize_pixels
+        from skinscreen.review.heatmaps import HeatmapStore, fit
 
         if self._heatmaps is None:
-            self._heatmaps = HeatmapStore(folder=self.settings.heatmap_folder(), model=self.settings.model)
-        heat = self._heatmaps.heatmap(path=image.path, sha256=image.sha256)
-        return overlay(read_pixels(image.path, max_side=1024), heat)
+            self._heatmaps = HeatmapStore(folder=self.settings.heatmap_folder(), models=[self.settings.model])
+        path = Path(image.path)
+        heat = self._heatmaps.heatmap(
+            version=version,
+            sha256=image.sha256,
+            model_input=lambda size: resize_pixels(read_image(path, draft_size=size).pixels, size=size),
+        )
+        return overlay(fit(read_image(path).pixels, max_side=1024), heat)
 
     def build(self, session: Session, export: DicomExport) -> _Built:
         image = session.get(Image, export.image_id)
@@ -102,7 +110,8 @@ class ResultBuilder:
         )
         try:
             if export.kind == exports.KIND_SC:
-                return _Built(export.id, results.build_sc(source, self.overlay(image), facts))
+                overlay = self.overlay(image, prediction.model_version)
+                return _Built(export.id, results.build_sc(source, overlay, facts))
             verification = None
             if export.kind == exports.KIND_SR_VERIFIED:
                 review = session.get(Review, export.review_id)

@@ -19,7 +19,8 @@ from skinscreen.dicomnet import exports
 from skinscreen.dicomnet.address import folder_name, parse_destination
 from skinscreen.dicomnet.listener import STAGING, StudyStager
 from skinscreen.dicomnet.sender import ResultBuilder, send_due
-from skinscreen.images import read_image
+from skinscreen.images import DicomInfo, read_image
+from skinscreen.models.screening import FileScore
 from tests.dicom_factory import make_dicom
 
 SOURCE = Path(__file__).resolve().parents[1] / "data" / "isic_test_malignant_13.jpg"
@@ -74,7 +75,7 @@ def test_a_study_reaches_the_inbox_whole_after_the_quiet_time(tmp_path: Path) ->
 class NoGradCam(ResultBuilder):
     """The overlay without Keras: the image itself (the Grad-CAM path is covered end to end)."""
 
-    def overlay(self, image: Any) -> Any:
+    def overlay(self, image: Any, version: str) -> Any:
         return read_image(image.path).pixels
 
 
@@ -89,10 +90,9 @@ def scored_dicom(tmp_path: Path) -> tuple[Any, Path, int]:
         image_id, _ = queries.register_file(
             session, path=str(src), size=1, mtime_ns=1, sha256="a" * 64, site="CAM", folder=str(src.parent)
         )
-        dicom = {"study_uid": ds.StudyInstanceUID, "sop_uid": ds.SOPInstanceUID}
-        queries.save_outcomes(
-            session, [queries.Outcome(image_id, 0.8, None, "dicom", dicom)], model_version="v1", threshold=0.5
-        )
+        dicom = DicomInfo(study_uid=ds.StudyInstanceUID, sop_uid=ds.SOPInstanceUID)
+        score = FileScore(src, 0.8, True, 0.5, None, "dicom", dicom)
+        queries.save_scores(session, {image_id: score}, model_version="v1")
     return sessions, src, image_id
 
 
