@@ -24,7 +24,7 @@ from sqlalchemy import select
 
 from skinscreen.cli import cli
 from skinscreen.config import Settings
-from skinscreen.db import review_queries
+from skinscreen.db import accounts, verdicts
 from skinscreen.db.session import make_engine, make_session_factory, session_scope
 from skinscreen.db.tables import DicomExport, ExportState, Image, Prediction, Role, Verdict
 from skinscreen.dicomnet.sender import ResultBuilder, send_due
@@ -236,9 +236,9 @@ def test_receive_score_and_send_results_back(network: dict[str, Any], tmp_path: 
             if i.ValueType == "IMAGE"
         }
         with session_scope(sessions) as session:
-            account = review_queries.add_account(session, name="derm", role=Role.reviewer, password_hash="x")
+            account = accounts.add_account(session, name="derm", role=Role.reviewer, password_hash="x")
             image_id = session.execute(select(Image.id).where(Image.sop_uid == source_uid)).scalar_one()
-            review_queries.add_review(
+            verdicts.add_review(
                 session, image_id=image_id, account_id=account.id, verdict=Verdict.benign, note=None
             )
         assert send_due(sessions, settings, builder=builder).sent == 1
@@ -269,7 +269,7 @@ def test_receive_score_and_send_results_back(network: dict[str, Any], tmp_path: 
         # A PACS that cannot store: the next result fails with its status, and `exports` shows it.
         shutil.rmtree(pacs_dir)
         with session_scope(sessions) as session:
-            review_queries.add_review(
+            verdicts.add_review(
                 session, image_id=image_id, account_id=account.id, verdict=Verdict.malignant, note=None
             )
         refused = send_due(sessions, settings, builder=builder)
