@@ -52,6 +52,7 @@ COMMAND_MODULES = {
     "bench": "bench_commands",
     **dict.fromkeys(["serve", "users", "reviews"], "review_commands"),
     **dict.fromkeys(["models", "rescore", "purge"], "ops_commands"),
+    **dict.fromkeys(["dicom-listen", "exports"], "dicom_commands"),
 }
 
 

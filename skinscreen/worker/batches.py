@@ -10,10 +10,13 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from skinscreen import metrics
+from skinscreen.config import Settings
 from skinscreen.counts import Counts
 from skinscreen.db import queries
 from skinscreen.db.outcomes import store_scores
 from skinscreen.db.session import session_scope
+from skinscreen.dicomnet.exports import queue_scored as queue_dicom_results
 from skinscreen.models.classifier import Scorer
 from skinscreen.models.screening import score_files
 
@@ -26,6 +29,7 @@ def score_ids(
     sessions: sessionmaker[Session],
     classifier: Scorer,
     pool: Executor,
+    settings: Settings | None = None,
 ) -> Counts:
     """Score the ids still waiting for this model version; ids already done are skipped (safe to repeat)."""
     started = time.monotonic()
@@ -43,8 +47,23 @@ def score_ids(
         {image_id: s for (image_id, _), s in zip(todo, scores, strict=True)},
         model_version=classifier.version,
     )
+    # DICOM input: its results (SR, Secondary Capture) wait to be sent back (skinscreen.dicomnet).
+    with session_scope(sessions) as session:
+        queue_dicom_results(
+            session,
+            [image_id for image_id, s in stored.items() if s.dicom and s.probability is not None],
+            model_version=classifier.version,
+            settings=settings,
+        )
     for s in stored.values():
         report.add_result(s)
+    metrics.observe_batch(
+        scored=report.scored,
+        flagged=report.flagged,
+        failed=report.reasons,
+        seconds=time.monotonic() - started,
+        model_version=classifier.version,
+    )
     logger.info(
         "batch of %d: %d scored, %d flagged, %d failed, %d skipped in %.2f s",
         len(image_ids),
