@@ -1,7 +1,7 @@
 """dicom_export: DICOM result objects (SR, Secondary Capture) and their delivery state
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0007
 Create Date: 2026-11-30 09:40:00
 """
 
