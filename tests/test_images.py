@@ -437,7 +437,11 @@ BAD_INPUTS: dict[str, tuple[Callable[[Path], Path], str]] = {
     ),
     "DICOM JPEG XL": (
         lambda t: factory.make_unsupported_syntax_dicom(SAMPLE_JPEG, t / "jxl.dcm"),
-        f"{TS} unknown (1.2.840.10008.1.2.4.110) cannot be decoded",
+        # pydicom names JPEG XL once a package that registers its UIDs (pynetdicom) has been imported.
+        (
+            f"{TS} unknown (1.2.840.10008.1.2.4.110) cannot be decoded",
+            f"{TS} JPEG XL Lossless (1.2.840.10008.1.2.4.110) cannot be decoded",
+        ),
     ),
     "DICOM MPEG-4": (
         lambda t: factory.make_unsupported_syntax_dicom(
@@ -486,7 +490,7 @@ BAD_INPUTS: dict[str, tuple[Callable[[Path], Path], str]] = {
 @pytest.mark.parametrize("case", BAD_INPUTS)
 def test_bad_inputs_are_unreadable_with_a_reason(tmp_path: Path, case: str) -> None:
     build, expected = BAD_INPUTS[case]
-    assert reason_of(build(tmp_path)) == expected
+    assert reason_of(build(tmp_path)) in (expected if isinstance(expected, tuple) else (expected,))
 
 
 def test_a_file_without_read_permission_is_unreadable(

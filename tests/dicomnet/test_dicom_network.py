@@ -32,8 +32,18 @@ from skinscreen.runner import run_embedded
 from tests.dicom_factory import CT_IMAGE_SOP, make_dicom
 from tests.worker.pipeline import Process, env_for, wait_for
 
+# Debian's dcmtk and dicom3tools, by absolute path: pynetdicom installs Python tools of the same names
+# (storescu, echoscu) into the virtual environment, which comes first on PATH, and the point here is
+# to talk to an independent implementation.
+SYSTEM_BIN = Path("/usr/bin")
+
+
+def tool(name: str) -> str:
+    return str(SYSTEM_BIN / name)
+
+
 pytestmark = pytest.mark.skipif(
-    not all(shutil.which(tool) for tool in ("storescu", "storescp", "echoscu", "dciodvfy")),
+    not all((SYSTEM_BIN / t).exists() for t in ("storescu", "storescp", "echoscu", "dciodvfy")),
     reason="dcmtk and dicom3tools are not installed (.ci/install-extra installs them)",
 )
 
@@ -57,8 +67,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def dcmtk(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(args), capture_output=True, text=True, timeout=120)
+def dcmtk(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([tool(name), *args], capture_output=True, text=True, timeout=120)
 
 
 def make_sources(folder: Path) -> dict[str, list[Path]]:
@@ -75,7 +85,7 @@ def make_sources(folder: Path) -> dict[str, list[Path]]:
 
 
 def dciodvfy_errors(path: Path) -> list[str]:
-    done = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([tool("dciodvfy"), str(path)], capture_output=True, text=True, timeout=60)
     return [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("Error")]
 
 
@@ -187,7 +197,7 @@ def test_receive_score_and_send_results_back(network: dict[str, Any], tmp_path: 
     pacs_dir = tmp_path / "pacs"
     pacs_dir.mkdir()
     pacs = subprocess.Popen(
-        ["storescp", "-aet", "PACS", "-od", str(pacs_dir), str(network["pacs_port"])],
+        [tool("storescp"), "-aet", "PACS", "-od", str(pacs_dir), str(network["pacs_port"])],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
     )
