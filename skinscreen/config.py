@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     token_hours: float = Field(default=24.0, gt=0, le=24 * 365)
     """An API bearer token from POST /api/token lasts this many hours."""
 
+    audit_fraction: float = Field(default=0.05, ge=0.0, le=1.0)
+    """Share of unflagged cases per site drawn (seeded per image) into the review queue, blinded."""
+
     secure_cookies: bool = False
     """Send the session cookie over HTTPS only; turn on behind a TLS-terminating proxy."""
 

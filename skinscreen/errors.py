@@ -4,7 +4,8 @@ SkinScreenError
  ├── ConfigError           bad or missing settings
  ├── UnreadableImageError  a file that cannot be turned into pixels (stored as a failed result)
  ├── ModelError            a model directory that cannot be loaded or used
- └── DatasetError          a training or evaluation folder without the expected layout
+ ├── DatasetError          a training or evaluation folder without the expected layout
+ └── CalibrationError      a site calibration the sample cannot support, or an unknown site
 """
 
 from __future__ import annotations
@@ -32,3 +33,7 @@ class ModelError(SkinScreenError):
 
 class DatasetError(SkinScreenError):
     """Raised when a data folder lacks the benign/ and malignant/ layout or has no images."""
+
+
+class CalibrationError(SkinScreenError):
+    """Raised when a site calibration is refused: a sample too small for the asked sensitivity, or no data."""

@@ -69,7 +69,15 @@ def run_embedded(
     with ThreadPoolExecutor(max_workers=settings.threads or 2, thread_name_prefix="decode") as pool:
 
         def send(ids: list[int]) -> None:
-            summary.counts.add(score_ids(ids, sessions=sessions, classifier=classifier, pool=pool))
+            summary.counts.add(
+                score_ids(
+                    ids,
+                    sessions=sessions,
+                    classifier=classifier,
+                    pool=pool,
+                    audit_fraction=settings.audit_fraction,
+                )
+            )
             bar.update(len(ids))
             bar.set_postfix(flagged=summary.counts.flagged, failed=summary.counts.failed, refresh=False)
 

@@ -49,14 +49,16 @@ def cases(
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.pass_obj
 def status(settings: Settings, fmt: str) -> None:
-    """Counts by state, queue depth, recent throughput and failures by reason."""
+    """Counts by state, queue depth, recent throughput, failures by reason and drift warnings per batch."""
     from skinscreen.db import queries
     from skinscreen.db.readiness import reading_engine
     from skinscreen.db.session import make_session_factory, session_scope
+    from skinscreen.sites.report import drift_report
 
     engine = reading_engine(settings.database_url)
     with session_scope(make_session_factory(engine)) as session:
         report = queries.status(session)
+        report.update(drift_report(session, model=settings.model))
     engine.dispose()
     report["queue_depth"] = queue_depth(settings.broker_url)
     if fmt == "json":
@@ -77,6 +79,14 @@ def status(settings: Settings, fmt: str) -> None:
         click.echo(f"  failed: {count} x {reason}")
     for reason, count in report["refused_files"].items():
         click.echo(f"  refused: {count} x {reason}")
+    if report.get("drift_note"):
+        click.echo(f"drift           not checked: {report['drift_note']}")
+    for entry in report["drift"]:
+        if entry["warning"]:
+            click.echo(
+                f"  DRIFT site {entry['site']}, batch {entry['batch']} ({entry['n']} cases): "
+                f"{entry['warning']}"
+            )
 
 
 COMMANDS = [cases, status]

@@ -22,7 +22,7 @@ from skinscreen.config import Settings
 from skinscreen.db.session import make_engine, make_session_factory
 from skinscreen.errors import ConfigError
 from skinscreen.models.gradcam import GradCam, load_gradcam
-from skinscreen.review import routes_api, routes_pages
+from skinscreen.review import routes_api, routes_pages, routes_sites
 from skinscreen.review.auth import LoginRequiredError, ReviewContext
 from skinscreen.review.heatmaps import HeatmapStore
 
@@ -75,6 +75,7 @@ def create_app(settings: Settings, *, gradcam_loader: Callable[[Path], GradCam] 
     app.middleware("http")(security_headers)
     app.include_router(routes_api.router)
     app.include_router(routes_pages.router)
+    app.include_router(routes_sites.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.add_exception_handler(LoginRequiredError, _to_login)
     app.add_exception_handler(StarletteHTTPException, _http_error)

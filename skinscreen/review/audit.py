@@ -29,6 +29,10 @@ class Action(enum.StrEnum):
     account_added = "account_added"
     account_changed = "account_changed"
     requeue = "requeue"
+    site_calibrated = "site_calibrated"
+    site_cleared = "site_cleared"
+    site_reflagged = "site_reflagged"
+    drift_warning = "drift_warning"
 
 
 def record(

@@ -150,12 +150,22 @@ def case_image(case_id: CaseId, user: User, session: DB, size: MaxSide = 1024) -
     return Response(body, media_type="image/png", headers=PRIVATE_CACHE)
 
 
-@router.get("/cases/{case_id}/heatmap.png", tags=["cases"], response_class=Response, responses=PNG)
+@router.get(
+    "/cases/{case_id}/heatmap.png",
+    tags=["cases"],
+    response_class=Response,
+    responses={**PNG, 403: {"description": "an audit case before its verdict"}},
+)
 def case_heatmap(
     case_id: CaseId, user: User, session: DB, request: Request, size: MaxSide = 1024
 ) -> Response:
-    """The image with its Grad-CAM heatmap drawn over it (made on first request, then cached)."""
+    """The image with its Grad-CAM heatmap drawn over it (made on first request, then cached).
+
+    Refused (403) for an audit case until its verdict is given: the map would anchor the reviewer.
+    """
     path, sha256 = _file(session, case_id)
+    if review_queries.is_blinded(session, case_id):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "audit case: the heatmap is shown after the verdict")
     session.close()
     store = context(request).heatmaps
     try:

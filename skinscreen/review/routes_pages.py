@@ -14,7 +14,6 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Reques
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from skinscreen.db import review_queries
-from skinscreen.db.review_queries import CaseFilter
 from skinscreen.db.tables import Verdict
 from skinscreen.review import schemas as s
 from skinscreen.review.audit import Action, record
@@ -86,14 +85,17 @@ def logout(request: Request, user: PageUser, session: DB) -> Response:
 
 @router.get("/")
 def queue(request: Request, user: PageUser, session: DB, page: PageNumber = 1) -> HTMLResponse:
-    """Flagged cases without a verdict, highest probability first."""
+    """Flagged cases without a verdict, highest probability first; then the blinded audit sample."""
     rows, total = review_queries.list_cases(
-        session, CaseFilter(flagged=True, reviewed=False), offset=(page - 1) * PER_PAGE, limit=PER_PAGE
+        session, review_queries.QUEUE, offset=(page - 1) * PER_PAGE, limit=PER_PAGE
+    )
+    audit_rows, audit_total = review_queries.list_cases(
+        session, review_queries.AUDIT_QUEUE, sort="id", descending=False, limit=PER_PAGE
     )
     pages = max(1, math.ceil(total / PER_PAGE))
-    return render(
-        request, "queue.html", {"rows": rows, "total": total, "page": page, "pages": pages}, user=user
-    )
+    values = {"rows": rows, "total": total, "page": page, "pages": pages}
+    values.update(audit_rows=audit_rows, audit_total=audit_total)
+    return render(request, "queue.html", values, user=user)
 
 
 @router.get("/cases/{case_id}")
@@ -127,7 +129,13 @@ def add_verdict(
 
 @router.get("/batches")
 def batches(request: Request, user: PageUser, session: DB) -> HTMLResponse:
-    return render(request, "batches.html", {"batches": review_queries.batch_summaries(session)}, user=user)
+    from skinscreen.sites.report import batch_drift, model_info, note_warnings
+
+    drift = batch_drift(session, model=model_info(context(request).settings.model))
+    note_warnings(session, drift)
+    session.commit()
+    values = {"batches": review_queries.batch_summaries(session), "drift": {d["batch"]: d for d in drift}}
+    return render(request, "batches.html", values, user=user)
 
 
 @router.get("/audit")

@@ -60,6 +60,7 @@ class CaseFilterQuery(BaseModel):
 
     flagged: bool | None = None
     reviewed: bool | None = None
+    audit: bool | None = Field(default=None, description="only audit-sample cases (or only others)")
     state: State | None = None
     site: Label | None = None
     batch: int | None = Field(default=None, ge=1, le=MAX_ID)
@@ -83,6 +84,7 @@ class CaseFilterQuery(BaseModel):
         return CaseFilter(
             flagged=self.flagged,
             reviewed=self.reviewed,
+            audit=self.audit,
             state=self.state,
             site=self.site,
             batch_id=self.batch,
@@ -115,10 +117,12 @@ class CaseOut(BaseModel):
     format: str | None
     state: State
     reason: str | None
-    probability: float | None
+    probability: float | None = Field(description="null while the case is blinded")
     flagged: bool | None
     threshold: float | None
     model_version: str | None
+    audit: bool = Field(description="drawn into the site's audit sample of unflagged cases")
+    blinded: bool = Field(description="an audit case without a verdict: no probability, no heatmap")
     reviews: int
     created_at: Timestamp
 

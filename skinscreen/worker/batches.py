@@ -11,7 +11,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from skinscreen.counts import Counts
-from skinscreen.db import queries
+from skinscreen.db import queries, sites
 from skinscreen.db.outcomes import store_scores
 from skinscreen.db.session import session_scope
 from skinscreen.models.classifier import Scorer
@@ -26,22 +26,34 @@ def score_ids(
     sessions: sessionmaker[Session],
     classifier: Scorer,
     pool: Executor,
+    audit_fraction: float = 0.0,
 ) -> Counts:
-    """Score the ids still waiting for this model version; ids already done are skipped (safe to repeat)."""
+    """Score the ids still waiting for this model version; ids already done are skipped (safe to repeat).
+
+    Each image is flagged with its site's threshold for this model version, or the model's own.
+    """
     started = time.monotonic()
     with session_scope(sessions) as session:
         todo = queries.images_to_score(session, list(image_ids), model_version=classifier.version)
+        limits = sites.thresholds_in_force(
+            session, [i for i, _ in todo], model_version=classifier.version, default=classifier.threshold
+        )
     report = Counts(skipped=len(set(image_ids)) - len(todo))
     if not todo:
         return report
     scores = score_files(
-        [Path(path) for _, path in todo], classifier=classifier, batch_size=len(todo), pool=pool
+        [Path(path) for _, path in todo],
+        classifier=classifier,
+        threshold=[limits[i] for i, _ in todo],
+        batch_size=len(todo),
+        pool=pool,
     )
     # An image whose data the database refuses comes back failed; the rest of the batch is stored.
     stored = store_scores(
         sessions,
         {image_id: s for (image_id, _), s in zip(todo, scores, strict=True)},
         model_version=classifier.version,
+        audit_fraction=audit_fraction,
     )
     for s in stored.values():
         report.add_result(s)

@@ -80,7 +80,11 @@ def register(app: Celery, settings: Settings) -> None:
             # process dies (skinscreen/heartbeat.py).
             with made["holds"].holding(str(self.request.id), list(image_ids)):
                 report = score_ids(
-                    image_ids, sessions=made["sessions"], classifier=made["classifier"], pool=made["pool"]
+                    image_ids,
+                    sessions=made["sessions"],
+                    classifier=made["classifier"],
+                    pool=made["pool"],
+                    audit_fraction=state.settings.audit_fraction,
                 )
         except SQLAlchemyError as exc:
             # A lost connection or a lost race is worth a retry; anything else would fail again.

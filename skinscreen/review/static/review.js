@@ -6,6 +6,7 @@ document.addEventListener("DOMContentLoaded", () => {
   const toggle = document.getElementById("toggle-heatmap");
   const status = document.getElementById("heatmap-status");
   const form = document.getElementById("verdict-form");
+  let showHeatmap = null;
 
   if (heatmap && toggle) {
     // The heatmap is made on the server on first view; start fetching it at once so the toggle is instant.
@@ -19,24 +20,27 @@ document.addEventListener("DOMContentLoaded", () => {
     status.textContent = "Computing heatmap…";
     heatmap.src = heatmap.dataset.src;
 
-    const showHeatmap = (on) => {
+    showHeatmap = (on) => {
       heatmap.hidden = !on;
       toggle.setAttribute("aria-pressed", String(on));
       toggle.firstChild.textContent = on ? "Hide heatmap " : "Show heatmap ";
     };
     toggle.addEventListener("click", () => showHeatmap(heatmap.hidden));
+  }
 
+  if (form) {
+    // Audit cases have no heatmap until the verdict, but the verdict keys work the same.
     document.addEventListener("keydown", (event) => {
       if (event.ctrlKey || event.metaKey || event.altKey) return;
       const target = event.target;
       if (target instanceof HTMLElement && target.closest("input, textarea, select")) return;
       const key = event.key.toLowerCase();
-      if (key === "h") {
+      if (key === "h" && showHeatmap) {
         event.preventDefault();
         showHeatmap(heatmap.hidden);
         return;
       }
-      const button = form && form.querySelector(`button[data-key="${key}"]`);
+      const button = form.querySelector(`button[data-key="${key}"]`);
       if (button) {
         event.preventDefault();
         form.requestSubmit(button);
