@@ -94,7 +94,16 @@ def batch_drift(
     out = []
     scored = sites.batch_scores(session, model_version=model.version, batch_ids=batch_ids)
     for batch_id, (site, folder, probs, flagged) in scored.items():
-        entry: dict[str, Any] = {"site": site, "batch": batch_id, "folder": folder, "n": len(probs)}
+        entry: dict[str, Any] = {
+            "site": site,
+            "batch": batch_id,
+            "folder": folder,
+            "n": len(probs),
+            "flagged": sum(flagged),
+            "flagged_rate": round(sum(flagged) / len(probs), 4) if probs else None,
+            "expected_range": None,
+            "psi": None,
+        }
         calibrated = thresholds.get(site)
         reference, threshold = model.reference, model.threshold
         if calibrated is not None:
