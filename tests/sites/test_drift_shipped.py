@@ -23,12 +23,19 @@ from skinscreen.models.classifier import load_classifier, resolve_model_dir
 from skinscreen.models.screening import score_files
 from skinscreen.runner import run_embedded
 from skinscreen.sites.drift import Reference
-from tests.conftest import SHARED, copy_images, dataset_images
+from tests.conftest import SHARED, dataset_images
 
 pytestmark = pytest.mark.slow
 
 PH2 = SHARED / "data" / "ph2"
 PER_BATCH = 30
+
+
+def drop(paths: list[Path], folder: Path) -> None:
+    """Copy into one batch folder; benign/ and malignant/ reuse file names, so the label prefixes them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        shutil.copy(path, folder / f"{path.parent.name}-{path.name}")
 
 
 def ph2_images(label: str, count: int) -> list[Path]:
@@ -61,9 +68,9 @@ def test_a_ph2_batch_under_a_new_site_is_warned_and_an_mvb_batch_is_not(
     inbox = tmp_path / "inbox"
     half = PER_BATCH // 2
     mvb = dataset_images("benign", 30 + half)[30:] + dataset_images("malignant", 30 + half)[30:]
-    copy_images(mvb, inbox / "mvb-clinic" / "2026-11-30")
+    drop(mvb, inbox / "mvb-clinic" / "2026-11-30")
     ph2 = ph2_images("benign", PER_BATCH * 4 // 5) + ph2_images("malignant", PER_BATCH // 5)
-    copy_images(ph2, inbox / "new-hospital" / "2026-11-30")
+    drop(ph2, inbox / "new-hospital" / "2026-11-30")
     db = f"sqlite:///{tmp_path / 'skinscreen.db'}"
     settings = Settings(database_url=db, model=str(model_with_reference), backend="onnx", settle_seconds=0)
 
@@ -74,7 +81,7 @@ def test_a_ph2_batch_under_a_new_site_is_warned_and_an_mvb_batch_is_not(
         env={"SKINSCREEN_MODEL": str(model_with_reference)},
     )
 
-    assert summary.report.scored == 2 * PER_BATCH
+    assert summary.counts.scored == 2 * PER_BATCH
     drift = {d["site"]: d for d in json.loads(result.output)["drift"]}
     assert drift["new-hospital"]["warning"] is not None, drift["new-hospital"]
     assert drift["mvb-clinic"]["warning"] is None, drift["mvb-clinic"]
