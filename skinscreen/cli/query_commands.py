@@ -39,7 +39,8 @@ def cases(
     filters = CaseFilter(flagged=flagged, state=State(state) if state else None, since=since)
     engine = reading_engine(settings.database_url)
     with session_scope(make_session_factory(engine)) as session:
-        rows = list(itertools.islice(iter_cases(session, filters), limit))
+        # Admins' command line: audit cases keep their scores (the review workspace hides them).
+        rows = list(itertools.islice(iter_cases(session, filters, blind=False), limit))
     engine.dispose()
     columns = CLI_CASE_COLUMNS if fmt != "table" else ["state", "probability", "flagged", "reason", "path"]
     write_rows(rows, fmt=fmt, columns=columns)

@@ -110,9 +110,11 @@ def _ordered(stmt: Select[Any], *, sort: str, descending: bool) -> Select[Any]:
     return stmt.order_by(key.nulls_last(), Image.id.desc() if descending else Image.id)
 
 
-def _row(image: Image, pred: Prediction | None, site: str | None, reviews: int) -> dict[str, Any]:
+def _row(
+    image: Image, pred: Prediction | None, site: str | None, reviews: int, *, blind: bool = True
+) -> dict[str, Any]:
     audit = bool(pred.audit) if pred else False
-    blinded = audit and not reviews
+    blinded = blind and audit and not reviews
     return {
         "id": image.id,
         "batch_id": image.batch_id,
@@ -154,6 +156,7 @@ def iter_cases(
     sort: str = "probability",
     descending: bool = True,
     chunk: int = 500,
+    blind: bool = True,
 ) -> Iterator[dict[str, Any]]:
     """Every matching case, with its path, fetched a chunk at a time (for exports)."""
     stmt = _ordered(_cases(filters), sort=sort, descending=descending)
@@ -162,7 +165,7 @@ def iter_cases(
         rows = session.execute(stmt.offset(offset).limit(chunk)).all()
         for image, pred, site, reviews in rows:
             yield {
-                **_row(image, pred, site, reviews),
+                **_row(image, pred, site, reviews, blind=blind),
                 "path": image.path,
                 "sha256": image.sha256,
                 "study_uid": image.study_uid,
