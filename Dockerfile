@@ -13,7 +13,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     TF_CPP_MIN_LOG_LEVEL=2
 
 # A fixed uid, so that inbox permissions can be granted to it on the host (the inbox only needs to be readable).
-RUN useradd --create-home --uid 10001 skinscreen
+RUN useradd --create-home --uid 10001 skinscreen \
+    && mkdir -p /models /var/lib/skinscreen/heatmaps \
+    && chown skinscreen /models /var/lib/skinscreen/heatmaps
+# Named volumes mounted there (docker-compose.yml: models, heatmaps) start with this owner.
 
 WORKDIR /src
 COPY . .

@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     """Signs the review page's session cookies; `skinscreen serve` needs one (32+ characters)."""
 
+    heatmap_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """More models (names or directories, separated by commas) whose heatmaps `serve` may draw: a case's
+    map always comes from the model version stored with its score (`MODEL` and the shipped models are
+    always available)."""
+
     heatmap_dir: Path | None = None
     """Where Grad-CAM heatmaps are cached; default: `heatmaps/` next to a SQLite file, else ./heatmaps."""
 
@@ -74,18 +79,35 @@ class Settings(BaseSettings):
 
     audit_fraction: float = Field(default=0.05, ge=0.0, le=1.0)
     """Share of unflagged cases per site drawn (seeded per image) into the review queue, blinded."""
+    api_docs: bool = False
+    """Serve the interactive API docs (/docs, /redoc: Swagger UI and ReDoc load their scripts from a public
+    CDN); /openapi.json is always served."""
 
     secure_cookies: bool = False
     """Send the session cookie over HTTPS only; turn on behind a TLS-terminating proxy."""
 
+    models_dir: Path | None = None
+    """Where `skinscreen models add` installs models; default: models/ beside a SQLite file, else ./models."""
+
+    retention_days: int | None = Field(default=None, ge=0)
+    """`skinscreen purge` removes image files of reviewed (or unflagged) cases older than this; unset: off."""
+
+    archive_dir: Path | None = None
+    """Where `skinscreen purge` moves image files; unset: the files are deleted."""
+
     def heatmap_folder(self) -> Path:
         """`heatmap_dir`, or its default next to the SQLite database file."""
-        if self.heatmap_dir is not None:
-            return self.heatmap_dir
+        return self.heatmap_dir if self.heatmap_dir is not None else self._beside_database("heatmaps")
+
+    def models_folder(self) -> Path:
+        """`models_dir`, or its default next to the SQLite database file."""
+        return self.models_dir if self.models_dir is not None else self._beside_database("models")
+
+    def _beside_database(self, name: str) -> Path:
         url = make_url(self.database_url)
         if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-            return Path(url.database).parent / "heatmaps"
-        return Path("heatmaps")
+            return Path(url.database).parent / name
+        return Path(name)
 
     @field_validator("secret_key")
     @classmethod
@@ -97,6 +119,13 @@ class Settings(BaseSettings):
             raise ValueError("SKINSCREEN_SECRET_KEY is a placeholder; set a random one")
         if len(secret) < MIN_SECRET_KEY_LENGTH:
             raise ValueError(f"SKINSCREEN_SECRET_KEY needs at least {MIN_SECRET_KEY_LENGTH} characters")
+        return value
+
+    @field_validator("heatmap_models", mode="before")
+    @classmethod
+    def _split_models(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [p.strip() for p in value.split(",") if p.strip()]
         return value
 
     @field_validator("inbox", mode="before")

@@ -3,7 +3,9 @@
 SkinScreenError
  ├── ConfigError           bad or missing settings
  ├── UnreadableImageError  a file that cannot be turned into pixels (stored as a failed result)
+ ├── FileChangedError      a case's file no longer has the sha256 that was scored
  ├── ModelError            a model directory that cannot be loaded or used
+ │    └── ModelUnavailableError  the model version a stored score names is not here
  ├── DatasetError          a training or evaluation folder without the expected layout
  └── CalibrationError      a site calibration the sample cannot support, or an unknown site
 """
@@ -27,8 +29,20 @@ class UnreadableImageError(SkinScreenError):
         self.reason = reason
 
 
+class FileChangedError(SkinScreenError):
+    """Raised when a case's file no longer has the sha256 that was scored (replaced or swapped)."""
+
+
 class ModelError(SkinScreenError):
     """Raised when a model directory is missing, incomplete or inconsistent."""
+
+
+class ModelUnavailableError(ModelError):
+    """Raised when the model version stored with a score is not available to explain it (Grad-CAM)."""
+
+    def __init__(self, version: str) -> None:
+        super().__init__(f"the model that scored this case ({version}) is not available on this server")
+        self.version = version
 
 
 class DatasetError(SkinScreenError):

@@ -11,3 +11,6 @@ QUEUE = "skinscreen"
 
 SCORE_BATCH = "skinscreen.score_batch"
 """The task that scores a list of image ids."""
+
+RESCORE_BATCH = "skinscreen.rescore_batch"
+"""The task that adds another model version's (shadow) predictions for a list of image ids."""

@@ -48,8 +48,8 @@ def dataset_images(label: str, count: int, *, split: str = "test") -> list[Path]
     return sorted((DATA / split / label).glob("*.jpg"), key=lambda p: int(p.stem))[:count]
 
 
-def build_tiny_model(out: Path, *, size: int = 64, version: str = "tiny-test") -> Path:
-    """A real MobileNetV2 (alpha 0.35, random weights) saved as .keras and .onnx with a card."""
+def build_tiny_model(out: Path, *, size: int = 64, version: str = "tiny-test", onnx: bool = True) -> Path:
+    """A real MobileNetV2 (alpha 0.35, random weights): .keras, .onnx (unless onnx=False) and a card."""
     import keras
 
     keras.utils.set_random_seed(0)
@@ -69,7 +69,8 @@ def build_tiny_model(out: Path, *, size: int = 64, version: str = "tiny-test") -
     out.mkdir(parents=True, exist_ok=True)
     model(np.zeros((1, size, size, 3), "float32"))
     model.save(out / "model.keras")
-    model.export(str(out / "model.onnx"), format="onnx", verbose=False)
+    if onnx:  # the export takes most of the time; Grad-CAM needs only the .keras file
+        model.export(str(out / "model.onnx"), format="onnx", verbose=False)
     card = {"version": version, "threshold": 0.5, "input_size": size}
     (out / "card.json").write_text(json.dumps(card))
     return out

@@ -23,7 +23,7 @@ from PIL import Image
 
 from skinscreen.config import Settings
 from skinscreen.db import queries
-from skinscreen.db.review_queries import CaseFilter, iter_cases
+from skinscreen.db.cases import CaseFilter, iter_cases
 from skinscreen.db.session import make_engine, make_session_factory, session_scope
 from skinscreen.db.tables import Image as ImageRow
 from skinscreen.runner import run_embedded

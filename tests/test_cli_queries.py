@@ -105,7 +105,7 @@ def test_cases_as_csv_have_a_header_and_one_line_per_case(database: str) -> None
     out = invoke("--database-url", database, "cases", "--format", "csv")
 
     lines = out.splitlines()
-    assert lines[0] == "path,sha256,state,probability,flagged,model_version,reason"
+    assert lines[0] == "id,path,sha256,state,probability,flagged,model_version,reason"
     rows = list(csv.DictReader(io.StringIO(out)))
     assert [(Path(r["path"]).stem, r["probability"]) for r in rows] == [
         ("high", "0.8"),
@@ -118,7 +118,7 @@ def test_cases_as_csv_have_a_header_and_one_line_per_case(database: str) -> None
 def test_cases_as_a_table_show_every_case(database: str) -> None:
     out = invoke("--database-url", database, "cases")
 
-    assert out.splitlines()[0].split() == ["state", "probability", "flagged", "reason", "path"]
+    assert out.splitlines()[0].split() == ["id", "state", "probability", "flagged", "reason", "path"]
     assert len(out.splitlines()) == 5
 
 

@@ -52,6 +52,7 @@ COMMAND_MODULES = {
     "bench": "bench_commands",
     **dict.fromkeys(["serve", "users", "reviews"], "review_commands"),
     **dict.fromkeys(["sites", "calibrate", "model-reference"], "site_commands"),
+    **dict.fromkeys(["models", "rescore", "purge"], "ops_commands"),
 }
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from skinscreen.cli import db_commands
 from skinscreen.cli.base import QUIET, RET_CONNECT
 from skinscreen.config import Settings
 from skinscreen.tasknames import QUEUE
@@ -18,7 +19,7 @@ MODEL = click.option("--model", help="Model name or directory (default: the ship
 BATCH = click.option("--batch-size", type=int, help="Images per model call (default 32).")
 
 
-def _with(settings: Settings, **values: object) -> Settings:
+def with_options(settings: Settings, **values: object) -> Settings:
     """A copy of the settings with the options the user gave."""
     given = {k: v for k, v in values.items() if v is not None and v != ()}
     return settings.model_copy(update=given) if given else settings
@@ -49,7 +50,7 @@ def run(
     """Watch INBOX and score in this process (SQLite by default; no Redis needed)."""
     from skinscreen.runner import run_embedded
 
-    settings = _with(settings, model=model, batch_size=batch_size)
+    settings = with_options(settings, model=model, batch_size=batch_size)
     if logging.getLogger().level >= logging.INFO:
         # The progress bar and the summary say it all; per-file and per-batch lines come with -v.
         for name in ("skinscreen.ingest", "skinscreen.worker"):
@@ -83,7 +84,7 @@ def ingest(
     from skinscreen.ingest import Dispatcher, Ingester, celery_sender
     from skinscreen.ingest.enqueue import queue_depth
 
-    settings = _with(settings, batch_size=batch_size)
+    settings = with_options(settings, batch_size=batch_size)
     migrate.upgrade(settings.database_url)
     engine = make_engine(settings.database_url)
     sessions = make_session_factory(engine)
@@ -177,6 +178,7 @@ def sweep(settings: Settings, older_than: float | None) -> None:
 def requeue(settings: Settings, reason: str | None, enqueue: bool) -> None:
     """Put failed images back in the queue (after fixing their cause)."""
     from skinscreen.db import queries
+    from skinscreen.db.audit import Action, record
     from skinscreen.db.session import make_engine, make_session_factory, session_scope
     from skinscreen.db.tables import State
     from skinscreen.ingest import Dispatcher, celery_sender
@@ -185,6 +187,7 @@ def requeue(settings: Settings, reason: str | None, enqueue: bool) -> None:
     sessions = make_session_factory(engine)
     with session_scope(sessions) as session:
         ids = queries.requeue(session, state=State.failed, reason=reason)
+        record(session, account_id=None, action=Action.requeue, detail=f"cli: {len(ids)} images")
     if enqueue and ids:
         Dispatcher(settings=settings, sessions=sessions, send=celery_sender(settings)).send_unsent()
     engine.dispose()
@@ -193,7 +196,7 @@ def requeue(settings: Settings, reason: str | None, enqueue: bool) -> None:
 
 @click.group()
 def db() -> None:
-    """Database schema commands."""
+    """Database schema, backup and restore commands."""
 
 
 @db.command()
@@ -211,5 +214,8 @@ def upgrade(settings: Settings) -> None:
         raise SystemExit(RET_CONNECT) from exc
     click.echo(f"database at revision {migrate.current(settings.database_url)}")
 
+
+for _command in db_commands.COMMANDS:  # backup, restore
+    db.add_command(_command)
 
 COMMANDS = [run, ingest, worker, sweep, requeue, db]

@@ -12,7 +12,9 @@ from skinscreen.cli.base import FORMAT, write_rows
 from skinscreen.config import Settings
 from skinscreen.ingest.enqueue import queue_depth
 
-CLI_CASE_COLUMNS = ["path", "sha256", "state", "probability", "flagged", "model_version", "reason"]
+CLI_CASE_COLUMNS = ["id", "path", "sha256", "state", "probability", "flagged", "model_version", "reason"]
+"""Columns of `cases --format csv` (JSON carries every field); the id is the one the API and page use."""
+CLI_TABLE_COLUMNS = ["id", "state", "probability", "flagged", "reason", "path"]
 
 
 @click.command()
@@ -31,8 +33,8 @@ def cases(
     fmt: str,
 ) -> None:
     """List cases, highest probability first."""
+    from skinscreen.db.cases import CaseFilter, iter_cases
     from skinscreen.db.readiness import reading_engine
-    from skinscreen.db.review_queries import CaseFilter, iter_cases
     from skinscreen.db.session import make_session_factory, session_scope
     from skinscreen.db.tables import State
 
@@ -42,7 +44,7 @@ def cases(
         # Admins' command line: audit cases keep their scores (the review workspace hides them).
         rows = list(itertools.islice(iter_cases(session, filters, blind=False), limit))
     engine.dispose()
-    columns = CLI_CASE_COLUMNS if fmt != "table" else ["state", "probability", "flagged", "reason", "path"]
+    columns = CLI_CASE_COLUMNS if fmt != "table" else CLI_TABLE_COLUMNS
     write_rows(rows, fmt=fmt, columns=columns)
 
 

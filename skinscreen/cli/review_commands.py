@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -22,19 +23,37 @@ logger = logging.getLogger(__name__)
     "--port", default=8000, show_default=True, type=click.IntRange(1, 65535), envvar="SKINSCREEN_PORT"
 )
 @click.option("--model", help="Model name or directory for heatmaps (default: the shipped model).")
+@click.option(
+    "--migrate",
+    is_flag=True,
+    help="Run the database migrations first (needs the tables' owner; by default `serve` only checks).",
+)
 @click.pass_obj
-def serve(settings: Settings, host: str, port: int, model: str | None) -> None:
-    """Serve the review API (OpenAPI at /docs) and the review page; needs SKINSCREEN_SECRET_KEY."""
+def serve(settings: Settings, host: str, port: int, model: str | None, migrate: bool) -> None:
+    """Serve the review API (OpenAPI at /openapi.json) and the review page; needs SKINSCREEN_SECRET_KEY.
+
+    The database must be at the current schema: run `skinscreen db upgrade` as the database owner
+    first (or pass --migrate), so that `serve` itself can run as a role that owns no table.
+    """
+    # TensorFlow (loaded for the first heatmap) prints start-up noise from C++ unless told not to.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import uvicorn
 
-    from skinscreen.db import migrate
+    from skinscreen.db import migrate as migrations
     from skinscreen.review import create_app
 
     if settings.secret_key is None:
         raise click.UsageError("set SKINSCREEN_SECRET_KEY to 32+ random characters to sign session cookies")
     if model:
         settings = settings.model_copy(update={"model": model})
-    migrate.upgrade(settings.database_url)
+    if migrate:
+        migrations.upgrade(settings.database_url)
+    current, head = migrations.current(settings.database_url), migrations.head(settings.database_url)
+    if current != head:
+        raise click.ClickException(
+            f"the database is at schema revision {current or 'none'}, not {head}: run "
+            "`skinscreen db upgrade` as the database owner (or `serve --migrate`)"
+        )
     app = create_app(settings)
     logger.info("review server on http://%s:%d", host, port)
     uvicorn.run(app, host=host, port=port, log_config=None, proxy_headers=True)
@@ -54,7 +73,8 @@ def add_user(settings: Settings, name: str, role: str, password_stdin: bool) -> 
     """Create an account NAME (the password is asked twice, or read with --password-stdin)."""
     from sqlalchemy.exc import IntegrityError
 
-    from skinscreen.db import migrate, review_queries
+    from skinscreen.db import accounts, migrate
+    from skinscreen.db.audit import Action, record
     from skinscreen.db.session import make_engine, make_session_factory, session_scope
     from skinscreen.db.tables import Role
     from skinscreen.review.passwords import WeakPasswordError, hash_password, valid_name
@@ -73,10 +93,10 @@ def add_user(settings: Settings, name: str, role: str, password_stdin: bool) -> 
     engine = make_engine(settings.database_url)
     try:
         with session_scope(make_session_factory(engine)) as session:
-            account = review_queries.add_account(
-                session, name=name, role=Role(role), password_hash=password_hash
-            )
+            account = accounts.add_account(session, name=name, role=Role(role), password_hash=password_hash)
             account_id = account.id
+            detail = f"cli: account {account_id} {role}"
+            record(session, account_id=None, action=Action.account_added, detail=detail)
     except IntegrityError as exc:
         raise click.ClickException(f"an account named {name!r} exists") from exc
     finally:
@@ -89,14 +109,14 @@ def add_user(settings: Settings, name: str, role: str, password_stdin: bool) -> 
 def list_users(settings: Settings) -> None:
     """List accounts: name, role, active, created."""
     from skinscreen.cli.base import write_rows
-    from skinscreen.db import review_queries
+    from skinscreen.db import accounts
     from skinscreen.db.session import make_engine, make_session_factory, session_scope
 
     engine = make_engine(settings.database_url)
     with session_scope(make_session_factory(engine)) as session:
         rows = [
             {"id": a.id, "name": a.name, "role": a.role.value, "active": a.active, "created": a.created_at}
-            for a in review_queries.list_accounts(session)
+            for a in accounts.list_accounts(session)
         ]
     engine.dispose()
     write_rows(rows, fmt="table", columns=["id", "name", "role", "active", "created"])
@@ -114,15 +134,17 @@ def reviews() -> None:
 @click.pass_obj
 def export_reviews(settings: Settings, output: Path | None) -> None:
     """Write every verdict as CSV, oldest first, with the case's score and identifiers."""
-    from skinscreen.db import review_queries
+    from skinscreen.db.audit import Action, record
     from skinscreen.db.session import make_engine, make_session_factory, session_scope
+    from skinscreen.db.verdicts import all_reviews
     from skinscreen.review.exports import REVIEW_COLUMNS, csv_chunks
 
     engine = make_engine(settings.database_url)
     with contextlib.ExitStack() as stack:
         session = stack.enter_context(session_scope(make_session_factory(engine)))
         out = stack.enter_context(output.open("w", encoding="utf-8")) if output else sys.stdout
-        for chunk in csv_chunks(review_queries.all_reviews(session), columns=REVIEW_COLUMNS):
+        record(session, account_id=None, action=Action.export, detail="cli: reviews export")
+        for chunk in csv_chunks(all_reviews(session), columns=REVIEW_COLUMNS):
             out.write(chunk)
     engine.dispose()
 

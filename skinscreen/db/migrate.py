@@ -22,6 +22,13 @@ def upgrade(url: str, *, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
+def head(url: str) -> str | None:
+    """The newest revision this package's migrations know."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+
+
 def current(url: str) -> str | None:
     """The revision the database is at, or None for an empty database."""
     from alembic.runtime.migration import MigrationContext

@@ -1,5 +1,6 @@
 """The pipeline's reads and writes (ingester, workers, sweeper, `status`); the review server's are in
-review_queries. Safe to repeat: unique keys and conflict-ignoring inserts."""
+cases, verdicts, accounts, tokens, audit and batches. Safe to repeat: unique keys and conflict-ignoring
+inserts."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from skinscreen.db import sites
 from skinscreen.db.dicom_values import dicom_values
-from skinscreen.db.tables import Batch, Image, Prediction, SeenFile, State, utcnow
+from skinscreen.db.tables import Batch, Image, ModelPromotion, Prediction, SeenFile, State, utcnow
 
 if TYPE_CHECKING:  # the result type only: the database never imports the models at run time
     from skinscreen.models.screening import FileScore
@@ -231,9 +232,38 @@ def requeue(session: Session, *, state: State, reason: str | None = None) -> lis
 
 
 def latest_prediction() -> Any:
-    """Per image, the id (`pid`) of its newest prediction, as a subquery."""
-    latest = select(Prediction.image_id, func.max(Prediction.id).label("pid")).group_by(Prediction.image_id)
-    return latest.subquery()
+    """Per image, the id (`pid`) of the prediction shown to reviewers, as a subquery.
+
+    That is the promoted model version's prediction (`skinscreen models promote`) where the image has
+    one, else its first prediction: a shadow re-score with another version changes nothing that
+    reviewers see until that version is promoted.
+    """
+    promoted = select(ModelPromotion.model_version).order_by(ModelPromotion.id.desc()).limit(1)
+    first = (
+        select(Prediction.image_id, func.min(Prediction.id).label("first_id"))
+        .group_by(Prediction.image_id)
+        .subquery()
+    )
+    chosen = (
+        select(Prediction.image_id, func.max(Prediction.id).label("chosen_id"))
+        .where(Prediction.model_version == promoted.scalar_subquery())
+        .group_by(Prediction.image_id)
+        .subquery()
+    )
+    shown = select(
+        first.c.image_id, func.coalesce(chosen.c.chosen_id, first.c.first_id).label("pid")
+    ).outerjoin(chosen, chosen.c.image_id == first.c.image_id)
+    return shown.subquery()
+
+
+def shown_flagged_ids() -> Any:
+    """Ids of the images whose shown prediction (see `latest_prediction`) is flagged."""
+    shown = latest_prediction()
+    return (
+        select(shown.c.image_id)
+        .join(Prediction, Prediction.id == shown.c.pid)
+        .where(Prediction.flagged.is_(True))
+    )
 
 
 def status(session: Session, *, window: timedelta = timedelta(minutes=10)) -> dict[str, Any]:
@@ -256,9 +286,7 @@ def status(session: Session, *, window: timedelta = timedelta(minutes=10)) -> di
             .group_by(SeenFile.reason)
         ).all()
     )
-    flagged = session.execute(
-        select(func.count(func.distinct(Prediction.image_id))).where(Prediction.flagged.is_(True))
-    ).scalar_one()
+    flagged = session.execute(select(func.count()).select_from(shown_flagged_ids().subquery())).scalar_one()
     since = utcnow() - window
     recent = session.execute(
         select(func.count(), func.min(Prediction.created_at), func.max(Prediction.created_at)).where(

@@ -24,6 +24,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(value: datetime) -> datetime:
+    """Every time in the database is UTC: a naive datetime (SQLite hands those back) is taken as UTC,
+    an aware one converted."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 class State(enum.StrEnum):
     """Where an image stands: waiting for a worker, scored, or failed with a reason."""
 
@@ -76,6 +82,10 @@ class Image(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    # Set by the review server when the file no longer has the sha256 that was scored.
+    file_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the retention policy removed (or archived) the file; the row, scores and verdicts stay.
+    purged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     batch: Mapped[Batch | None] = relationship(back_populates="images")
     predictions: Mapped[list[Prediction]] = relationship(back_populates="image")
@@ -162,6 +172,8 @@ class Account(Base):
     password_hash: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Raised to end every session of the account: a cookie signed for an older generation is refused.
+    session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ApiToken(Base):
@@ -203,4 +215,21 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(50), index=True)
     image_id: Mapped[int | None] = mapped_column(ForeignKey("image.id"), index=True)
     detail: Mapped[str | None] = mapped_column(Text)
+    client: Mapped[str | None] = mapped_column(String(100))  # the caller's address, for web actions
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class ModelPromotion(Base):
+    """A model version made the one whose flags the queue, the API and `cases` show; newest row wins.
+
+    Append-only history: promoting back to an older version adds a row, so every change stays visible.
+    """
+
+    __tablename__ = "model_promotion"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(100))
+    previous_version: Mapped[str | None] = mapped_column(String(100))
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("account.id"))
+    note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)

@@ -1,10 +1,11 @@
-"""The review server: one FastAPI app serving the JSON API (with OpenAPI at /docs) and the review page."""
+"""The review server: one FastAPI app serving the JSON API (OpenAPI at /openapi.json) and the review page."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +25,15 @@ from skinscreen.errors import ConfigError
 from skinscreen.models.gradcam import GradCam, load_gradcam
 from skinscreen.review import routes_api, routes_pages, routes_sites
 from skinscreen.review.auth import LoginRequiredError, ReviewContext
-from skinscreen.review.heatmaps import HeatmapStore
+from skinscreen.review.casefiles import read_case_file
+from skinscreen.review.heatmaps import CaseImages, HeatmapStore, shipped_models
+from skinscreen.review.throttle import SignInThrottle
 
 logger = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "skinscreen_session"
-# Scripts and styles come from /static only (no inline code); the API docs pages load Swagger from a CDN.
+# Scripts and styles come from /static only (no inline code); the optional API docs pages load from a CDN.
 CSP = (
     "default-src 'self'; img-src 'self' data:; script-src 'self'; style-src 'self'; object-src 'none'; "
     "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
@@ -50,19 +53,33 @@ def create_app(settings: Settings, *, gradcam_loader: Callable[[Path], GradCam] 
     if settings.secret_key is None:
         raise ConfigError("the review server needs SKINSCREEN_SECRET_KEY (32+ random characters)")
     engine = make_engine(settings.database_url)
-    heatmaps = HeatmapStore(folder=settings.heatmap_folder(), model=settings.model, loader=gradcam_loader)
+    heatmaps = HeatmapStore(
+        folder=settings.heatmap_folder(),
+        models=[settings.model, *settings.heatmap_models, *shipped_models()],
+        loader=gradcam_loader,
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         engine.dispose()
 
-    app = FastAPI(title="skinscreen review", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    # Swagger UI and ReDoc load their scripts from a public CDN: off unless asked for (SKINSCREEN_API_DOCS).
+    docs = settings.api_docs
+    app = FastAPI(
+        title="skinscreen review",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+    )
     app.state.review = ReviewContext(
         settings=settings,
         sessions=make_session_factory(engine),
-        heatmaps=heatmaps,
+        images=CaseImages(heatmaps=heatmaps, read=partial(read_case_file, inboxes=settings.inbox)),
         templates=Jinja2Templates(directory=HERE / "templates"),
+        throttle=SignInThrottle(),
     )
     app.add_middleware(
         SessionMiddleware,
@@ -72,7 +89,7 @@ def create_app(settings: Settings, *, gradcam_loader: Callable[[Path], GradCam] 
         same_site="lax",
         https_only=settings.secure_cookies,
     )
-    app.middleware("http")(security_headers)
+    app.middleware("http")(security_headers if docs else strict_security_headers)
     app.include_router(routes_api.router)
     app.include_router(routes_pages.router)
     app.include_router(routes_sites.router)
@@ -80,13 +97,24 @@ def create_app(settings: Settings, *, gradcam_loader: Callable[[Path], GradCam] 
     app.add_exception_handler(LoginRequiredError, _to_login)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    logger.info("review app ready (model %s, heatmaps in %s)", heatmaps.version, heatmaps.folder)
+    logger.info("review app ready (heatmaps of %s in %s)", ", ".join(heatmaps.cards), heatmaps.folder)
     return app
 
 
+async def strict_security_headers(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    """The security headers, the CSP on every path."""
+    return _secured(await call_next(request), csp=True)
+
+
 async def security_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-    response = await call_next(request)
-    if not request.url.path.startswith(DOCS):
+    """The security headers; no CSP on the interactive docs pages, which load from a CDN."""
+    return _secured(await call_next(request), csp=not request.url.path.startswith(DOCS))
+
+
+def _secured(response: Response, *, csp: bool) -> Response:
+    if csp:
         response.headers.setdefault("Content-Security-Policy", CSP)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("X-Frame-Options", "DENY")
@@ -124,10 +152,16 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 
 
 def _short(value: Any) -> Any:
+    """The input echoed in a 422: short, and encodable (a lone surrogate such as "\ud800" made a 500)."""
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
-    if isinstance(value, str) and len(value) > 200:
-        return value[:200] + "..."
+    if isinstance(value, str):
+        value = value.encode("utf-8", "replace").decode("utf-8")
+        return value[:200] + "..." if len(value) > 200 else value
+    if isinstance(value, dict):
+        return {_short(k): _short(v) for k, v in list(value.items())[:50]}
+    if isinstance(value, list | tuple):
+        return [_short(v) for v in value[:50]]
     return value
 
 

@@ -1,7 +1,9 @@
 """Who is asking: bearer tokens for the API, signed session cookies (with CSRF tokens) for the page.
 
 A request with `Authorization: Bearer ...` is judged by its token alone. Otherwise the session cookie
-(signed by Starlette's SessionMiddleware; HttpOnly, SameSite=Lax) names the account, and every
+(signed by Starlette's SessionMiddleware; HttpOnly, SameSite=Lax) names the account and the account's
+session generation at sign-in: signing out, a new password, deactivation or an admin raise the
+generation (and delete the account's tokens), which ends every session at once. Every
 state-changing request must echo the session's CSRF token in the `X-CSRF-Token` header or the
 `csrf_token` form field. Bearer requests need no CSRF token: a browser never adds the header by itself.
 """
@@ -23,10 +25,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from skinscreen.config import Settings
-from skinscreen.db import review_queries
+from skinscreen.db import tokens
 from skinscreen.db.tables import Account, Role
-from skinscreen.review.heatmaps import HeatmapStore
+from skinscreen.review.heatmaps import CaseImages
 from skinscreen.review.passwords import hash_token
+from skinscreen.review.throttle import SignInThrottle
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +45,9 @@ class ReviewContext:
 
     settings: Settings
     sessions: sessionmaker[Session]
-    heatmaps: HeatmapStore
+    images: CaseImages
     templates: Jinja2Templates
+    throttle: SignInThrottle
 
 
 @dataclass(frozen=True)
@@ -91,15 +95,22 @@ def _lookup(request: Request, token: str | None) -> Principal | None:
         if token is not None:
             if len(token) > 200:
                 return None
-            account = review_queries.account_for_token(session, hash_token(token))
+            account = tokens.account_for_token(session, hash_token(token))
             return _principal(account, "token") if account else None
         account_id, login_at = request.session.get("account_id"), request.session.get("login_at")
-        if not isinstance(account_id, int) or not isinstance(login_at, int | float):
+        generation = request.session.get("generation")
+        if (
+            not isinstance(account_id, int)
+            or not isinstance(login_at, int)
+            or not isinstance(generation, int)
+        ):
             return None
         if time.time() - login_at > ctx.settings.session_hours * 3600:
             return None
         found = session.get(Account, account_id)
-        return _principal(found, "session") if found is not None and found.active else None
+        if found is None or not found.active or found.session_generation != generation:
+            return None  # signed out, password changed, deactivated, or ended by an admin since
+        return _principal(found, "session")
 
 
 def csrf_token(request: Request) -> str:
@@ -158,16 +169,21 @@ async def page_admin(principal: Annotated[Principal, Depends(page_principal)]) -
     return principal
 
 
-User = Annotated[Principal, Depends(api_principal)]
-Admin = Annotated[Principal, Depends(api_admin)]
+ApiUser = Annotated[Principal, Depends(api_principal)]
+ApiAdmin = Annotated[Principal, Depends(api_admin)]
 PageUser = Annotated[Principal, Depends(page_principal)]
 PageAdmin = Annotated[Principal, Depends(page_admin)]
 
 
 def sign_in(request: Request, account: Account) -> None:
-    """Start a fresh session (new CSRF token) for `account`."""
+    """Start a fresh session (new CSRF token) for `account`, valid until its session generation is raised."""
     request.session.clear()
-    request.session.update(account_id=account.id, login_at=int(time.time()), csrf=secrets.token_urlsafe(32))
+    request.session.update(
+        account_id=account.id,
+        login_at=int(time.time()),
+        generation=account.session_generation,
+        csrf=secrets.token_urlsafe(32),
+    )
 
 
 def sign_out(request: Request) -> None:

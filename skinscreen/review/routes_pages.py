@@ -10,23 +10,25 @@ import logging
 import math
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request, status
+from fastapi import APIRouter, Depends, Form, Path, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from skinscreen.db import review_queries
+from skinscreen.db import accounts, cases
+from skinscreen.db.audit import Action, list_events, record
+from skinscreen.db.batches import batch_summaries
+from skinscreen.db.cases import MAX_ID
 from skinscreen.db.tables import Verdict
-from skinscreen.review import schemas as s
-from skinscreen.review.audit import Action, record
+from skinscreen.review.actions import authenticate, client_address, give_verdict, open_case
 from skinscreen.review.auth import DB, PageAdmin, PageUser, Principal, context, csrf_token, sign_in, sign_out
 from skinscreen.review.auth import verify_csrf as _verify_csrf
-from skinscreen.review.passwords import valid_name, verify_password
+from skinscreen.review.schemas import MAX_PAGE
 
 logger = logging.getLogger(__name__)
 
 router = APIRouter(include_in_schema=False)
 PER_PAGE = 50
-PageNumber = Annotated[int, Query(ge=1, le=s.MAX_PAGE)]
-CaseId = Annotated[int, Path(ge=1, le=s.MAX_ID)]
+PageNumber = Annotated[int, Query(ge=1, le=MAX_PAGE)]
+CaseId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 def render(
@@ -57,12 +59,15 @@ def login(
     username: Annotated[str, Form(max_length=100)],
     password: Annotated[str, Form(max_length=1024)],
 ) -> Response:
-    account = review_queries.account_named(session, username) if valid_name(username) else None
-    known = account if account is not None and account.active else None
-    matches = verify_password(known.password_hash if known else None, password)
-    if known is None or not matches:
-        record(session, account_id=account.id if account else None, action=Action.login_failed, detail="page")
-        session.commit()
+    known = authenticate(
+        session,
+        username=username,
+        password=password,
+        via="page",
+        client=client_address(request),
+        throttle=context(request).throttle,
+    )
+    if known is None:
         return render(
             request,
             "login.html",
@@ -70,15 +75,17 @@ def login(
             status_code=status.HTTP_401_UNAUTHORIZED,
         )
     sign_in(request, known)
-    record(session, account_id=known.id, action=Action.login)
+    record(session, account_id=known.id, action=Action.login, client=client_address(request))
     session.commit()
     return see_other("/")
 
 
 @router.post("/logout")
 def logout(request: Request, user: PageUser, session: DB) -> Response:
+    """Sign out everywhere: every session and API token of the account ends, not only this cookie."""
     sign_out(request)
-    record(session, account_id=user.id, action=Action.logout)
+    accounts.end_sessions(session, user.id)
+    record(session, account_id=user.id, action=Action.logout, client=client_address(request))
     session.commit()
     return see_other("/login")
 
@@ -86,11 +93,9 @@ def logout(request: Request, user: PageUser, session: DB) -> Response:
 @router.get("/")
 def queue(request: Request, user: PageUser, session: DB, page: PageNumber = 1) -> HTMLResponse:
     """Flagged cases without a verdict, highest probability first; then the blinded audit sample."""
-    rows, total = review_queries.list_cases(
-        session, review_queries.QUEUE, offset=(page - 1) * PER_PAGE, limit=PER_PAGE
-    )
-    audit_rows, audit_total = review_queries.list_cases(
-        session, review_queries.AUDIT_QUEUE, sort="id", descending=False, limit=PER_PAGE
+    rows, total = cases.list_cases(session, cases.QUEUE, offset=(page - 1) * PER_PAGE, limit=PER_PAGE)
+    audit_rows, audit_total = cases.list_cases(
+        session, cases.AUDIT_QUEUE, sort="id", descending=False, limit=PER_PAGE
     )
     pages = max(1, math.ceil(total / PER_PAGE))
     values = {"rows": rows, "total": total, "page": page, "pages": pages}
@@ -100,16 +105,22 @@ def queue(request: Request, user: PageUser, session: DB, page: PageNumber = 1) -
 
 @router.get("/cases/{case_id}")
 def case_view(request: Request, case_id: CaseId, user: PageUser, session: DB) -> HTMLResponse:
-    case = review_queries.get_case(session, case_id)
-    if case is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "No such case.")
-    record(session, account_id=user.id, action=Action.case_view, image_id=case_id, detail="page")
-    session.commit()
-    return render(request, "case.html", {"case": case}, user=user)
+    case = open_case(session, case_id=case_id, user=user, via="page", client=client_address(request))
+    version = case["model_version"]
+    if version is None:
+        no_heatmap = "Not scored yet: no heatmap."
+    elif version not in context(request).images.heatmaps.cards:
+        no_heatmap = (
+            f"No heatmap: the model that scored this case ({version}) is not available on this server."
+        )
+    else:
+        no_heatmap = None
+    return render(request, "case.html", {"case": case, "no_heatmap": no_heatmap}, user=user)
 
 
 @router.post("/cases/{case_id}/verdict")
 def add_verdict(
+    request: Request,
     case_id: CaseId,
     user: PageUser,
     session: DB,
@@ -117,13 +128,16 @@ def add_verdict(
     note: Annotated[str | None, Form(max_length=2000)] = None,
 ) -> Response:
     """Record the verdict, then open the next case in the queue (or the empty queue)."""
-    if review_queries.image_file(session, case_id) is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "No such case.")
-    clean_note = (note or "").replace("\x00", "").strip() or None
-    review_queries.add_review(session, image_id=case_id, account_id=user.id, verdict=verdict, note=clean_note)
-    record(session, account_id=user.id, action=Action.verdict, image_id=case_id, detail=verdict.value)
-    session.commit()
-    following = review_queries.first_in_queue(session)
+    # Form fields cannot be refused field by field as JSON bodies are; NUL simply goes.
+    give_verdict(
+        session,
+        case_id=case_id,
+        user=user,
+        verdict=verdict,
+        note=(note or "").replace("\x00", ""),
+        client=client_address(request),
+    )
+    following = cases.first_in_queue(session)
     return see_other(f"/cases/{following}" if following is not None else "/")
 
 
@@ -134,13 +148,13 @@ def batches(request: Request, user: PageUser, session: DB) -> HTMLResponse:
     drift = batch_drift(session, model=model_info(context(request).settings.model))
     note_warnings(session, drift)
     session.commit()
-    values = {"batches": review_queries.batch_summaries(session), "drift": {d["batch"]: d for d in drift}}
+    values = {"batches": batch_summaries(session), "drift": {d["batch"]: d for d in drift}}
     return render(request, "batches.html", values, user=user)
 
 
 @router.get("/audit")
 def audit(request: Request, user: PageAdmin, session: DB, page: PageNumber = 1) -> HTMLResponse:
-    events, total = review_queries.list_events(session, offset=(page - 1) * 100, limit=100)
+    events, total = list_events(session, offset=(page - 1) * 100, limit=100)
     pages = max(1, math.ceil(total / 100))
     return render(
         request, "audit.html", {"events": events, "total": total, "page": page, "pages": pages}, user=user

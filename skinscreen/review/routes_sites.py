@@ -9,8 +9,8 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse
 
 from skinscreen.db import sites as db_sites
-from skinscreen.review import schemas
-from skinscreen.review.auth import DB, Admin, PageAdmin, context
+from skinscreen.db.cases import Label
+from skinscreen.review.auth import DB, ApiAdmin, PageAdmin, context
 from skinscreen.review.plots import score_histogram_svg
 from skinscreen.review.routes_pages import render
 from skinscreen.sites.report import ModelInfo, batch_drift, model_info, site_rows, site_scores
@@ -18,7 +18,7 @@ from skinscreen.sites.report import ModelInfo, batch_drift, model_info, site_row
 logger = logging.getLogger(__name__)
 
 router = APIRouter()
-SiteName = Annotated[schemas.Label, Query(description="the site (first folder level under the inbox)")]
+SiteName = Annotated[Label, Query(description="the site (first folder level under the inbox)")]
 
 
 def _model(request: Request) -> ModelInfo:
@@ -26,14 +26,14 @@ def _model(request: Request) -> ModelInfo:
 
 
 @router.get("/api/sites", tags=["admin"])
-def list_sites(admin: Admin, session: DB, request: Request) -> list[dict[str, Any]]:
+def list_sites(admin: ApiAdmin, session: DB, request: Request) -> list[dict[str, Any]]:
     """Each site: counts, flag rate, threshold in force with its evidence, estimated sensitivity,
     specificity and PPV (weighted by the audit sample) with 95 % intervals."""
     return site_rows(session, model=_model(request))
 
 
 @router.get("/api/drift", tags=["admin"])
-def list_drift(admin: Admin, session: DB, request: Request) -> list[dict[str, Any]]:
+def list_drift(admin: ApiAdmin, session: DB, request: Request) -> list[dict[str, Any]]:
     """Per batch: flag rate against its expected 99 % range, PSI against the reference, and the warning."""
     return batch_drift(session, model=_model(request))
 

@@ -1,21 +1,16 @@
-"""Request and response bodies of the review API, and the query models that validate filters."""
+"""Request and response bodies of the review API, and its query models (built on `db.cases.CaseFilter`)."""
 
 from __future__ import annotations
 
-import logging
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from skinscreen.db.review_queries import CaseFilter
-from skinscreen.db.tables import Role, State, Verdict
+from skinscreen.db.cases import MAX_ID, CaseFilter
+from skinscreen.db.tables import Role, State, Verdict, as_utc
 from skinscreen.review.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, NAME_PATTERN
 
-logger = logging.getLogger(__name__)
-
-MAX_ID = 2**31 - 1
-"""Ids are 32-bit integers in the database; a larger one is a 422, not a database error."""
 MAX_PAGE = 100_000
 
 
@@ -30,72 +25,22 @@ def _storable(value: str) -> str:
     return value
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    except OverflowError as exc:
-        raise ValueError("date out of range") from exc
-
-
-def _aware(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; every time in the database is UTC.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
-
-
 Text = Annotated[str, AfterValidator(_storable)]
-Timestamp = Annotated[datetime, AfterValidator(_aware)]
-Label = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
-UtcDatetime = Annotated[datetime | None, AfterValidator(_utc)]
-Probability = Annotated[float | None, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+Timestamp = Annotated[datetime, AfterValidator(as_utc)]
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 Password = Annotated[Text, Field(min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH)]
 
 
-class CaseFilterQuery(BaseModel):
-    """Filters shared by the case list and the CSV export; unknown parameters are refused."""
+class CaseQuery(CaseFilter):
+    """The case filter plus an order: the query of the CSV export."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    flagged: bool | None = None
-    reviewed: bool | None = None
-    audit: bool | None = Field(default=None, description="only audit-sample cases (or only others)")
-    state: State | None = None
-    site: Label | None = None
-    batch: int | None = Field(default=None, ge=1, le=MAX_ID)
-    since: UtcDatetime = Field(default=None, description="registered at or after (naive: UTC)")
-    until: UtcDatetime = Field(default=None, description="registered before (naive: UTC)")
-    min_probability: Probability = None
-    max_probability: Probability = None
     sort: Literal["probability", "created", "id"] = "probability"
     order: Literal["asc", "desc"] = "desc"
 
-    @model_validator(mode="after")
-    def _ranges(self) -> CaseFilterQuery:
-        if self.since and self.until and self.since > self.until:
-            raise ValueError("since must not be after until")
-        low, high = self.min_probability, self.max_probability
-        if low is not None and high is not None and low > high:
-            raise ValueError("min_probability must not exceed max_probability")
-        return self
 
-    def to_filter(self) -> CaseFilter:
-        return CaseFilter(
-            flagged=self.flagged,
-            reviewed=self.reviewed,
-            audit=self.audit,
-            state=self.state,
-            site=self.site,
-            batch_id=self.batch,
-            since=self.since,
-            until=self.until,
-            min_probability=self.min_probability,
-            max_probability=self.max_probability,
-        )
+class CaseListQuery(CaseQuery):
+    """The case filter, an order and a page: the query of the case list."""
 
-
-class CaseListQuery(CaseFilterQuery):
     page: int = Field(default=1, ge=1, le=MAX_PAGE)
     per_page: int = Field(default=50, ge=1, le=500)
 
@@ -144,6 +89,9 @@ class CaseDetail(CaseOut):
     sop_class_uid: str | None
     body_site: str | None
     acquisition_date: str | None
+    file_changed_at: Timestamp | None = Field(
+        default=None, description="when the server found the file no longer has the scored sha256"
+    )
     verdicts: list[VerdictOut]
 
 
@@ -229,6 +177,7 @@ class AuditEventOut(BaseModel):
     action: str
     image_id: int | None
     detail: str | None
+    client: str | None
     created_at: Timestamp
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy.orm import Session
 
-from skinscreen.db import review_queries, sites
+from skinscreen.db import accounts, sites
 from skinscreen.db.tables import utcnow
 from skinscreen.errors import CalibrationError
 from skinscreen.models.classifier import Scorer
@@ -138,13 +138,13 @@ def from_reviews(
 
 def _record(session: Session, *, account_id: int | None, action: str, detail: dict[str, Any]) -> None:
     # Imported here: the review package (routes) imports the sites package.
-    from skinscreen.review.audit import Action, record
+    from skinscreen.db.audit import Action, record
 
     record(session, account_id=account_id, action=Action(action), detail=json.dumps(detail))
 
 
 def _account_id(session: Session, name: str) -> int | None:
-    account = review_queries.account_named(session, name)
+    account = accounts.account_named(session, name)
     return account.id if account is not None else None
 
 

@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session
 
-from skinscreen.db import review_queries, sites
+from skinscreen.db import audit as audit_trail
+from skinscreen.db import sites
 from skinscreen.errors import ModelError
 from skinscreen.models.classifier import read_card, resolve_model_dir
 from skinscreen.sites.drift import MIN_BATCH, Reference, check_batch
@@ -127,10 +128,10 @@ def batch_drift(
 
 def note_warnings(session: Session, drift: list[dict[str, Any]]) -> None:
     """Log each batch's drift warning once, and keep it in the audit trail (which is how 'once' is known)."""
-    from skinscreen.review.audit import Action, record  # the review package imports this module
+    from skinscreen.db.audit import Action, record
 
     seen = set()
-    events, _ = review_queries.list_events(session, action=Action.drift_warning.value, limit=100_000)
+    events, _ = audit_trail.list_events(session, action=Action.drift_warning.value, limit=100_000)
     for event in events:
         try:
             seen.add(int(json.loads(event["detail"] or "{}").get("batch")))

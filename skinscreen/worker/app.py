@@ -14,7 +14,7 @@ from skinscreen.tasknames import QUEUE
 
 def make_celery(settings: Settings) -> Celery:
     """A Celery app with the scoring task, configured so that a lost worker never loses a message."""
-    from skinscreen.worker import tasks
+    from skinscreen.worker import rescore_tasks, tasks
 
     app = Celery("skinscreen", broker=settings.broker_url)
     app.conf.update(
@@ -32,4 +32,5 @@ def make_celery(settings: Settings) -> Celery:
         worker_send_task_events=False,
     )
     tasks.register(app, settings)
+    rescore_tasks.register(app, settings)
     return app

@@ -15,7 +15,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from skinscreen.db import migrate, queries
-from skinscreen.db.review_queries import CaseFilter, iter_cases
+from skinscreen.db.cases import CaseFilter, iter_cases
 from skinscreen.db.session import make_engine, make_session_factory, session_scope
 from skinscreen.db.tables import Batch, Image, Prediction, SeenFile, State
 from skinscreen.images import DicomInfo

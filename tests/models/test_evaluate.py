@@ -11,17 +11,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from skinscreen.models.training.evaluate import evaluate
 from skinscreen.models.preprocess import to_model_input
+from skinscreen.models.training.evaluate import evaluate
+from tests.conftest import DATA
 
-DATASET = Path("/work/shared/data/skin-cancer-mvb/test")
+DATASET = DATA / "test"
 # The first files of each class, none of them among the 8 test images SOURCE.md lists as leaked.
 SAMPLE = {
     "benign": ["1.jpg", "10.jpg", "1003.jpg", "1006.jpg", "1013.jpg", "1018.jpg"],
     "malignant": ["1.jpg", "1003.jpg", "1005.jpg", "1007.jpg", "1009.jpg", "1012.jpg"],
 }
 COPIED_TO_TRAIN = "malignant/1005.jpg"
-SIZE = 32
 
 pytestmark = pytest.mark.skipif(not DATASET.is_dir(), reason="the skin-cancer-mvb test images are not here")
 
@@ -41,30 +41,19 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Pa
 
 
 @pytest.fixture(scope="module")
-def tiny_model_dir(folders: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A random-weight MobileNetV2 at 32x32 whose threshold is the median of its sample scores.
+def tiny_model_dir(
+    folders: tuple[Path, Path], tiny_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
+    """The session's tiny model, its threshold moved to the median of its scores on this sample."""
+    from skinscreen.models.classifier import load_classifier
 
-    Untrained, the backbone's features shrink to ~1e-12 and every score would be 0.5, so the head
-    also sees the mean colour: enough for the scores to differ between images.
-    """
-    import keras
-
-    keras.utils.set_random_seed(0)
-    inputs = keras.Input((SIZE, SIZE, 3))
-    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
-    backbone = keras.applications.MobileNetV2(
-        input_shape=(SIZE, SIZE, 3), alpha=0.35, include_top=False, weights=None
-    )
-    features = keras.layers.Concatenate()(
-        [keras.layers.GlobalAveragePooling2D()(backbone(x)), keras.layers.GlobalAveragePooling2D()(x)]
-    )
-    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(features))
+    model_dir = Path(shutil.copytree(tiny_model, tmp_path_factory.mktemp("tiny-model") / "tiny"))
+    classifier = load_classifier(model_dir, backend="onnx", threads=1)
     data, _ = folders
-    pixels = np.stack([to_model_input(data / c / n, size=SIZE) for c, names in SAMPLE.items() for n in names])
-    probs = model.predict_on_batch(pixels.astype("float32")).reshape(-1)
-    model_dir = tmp_path_factory.mktemp("tiny-model")
-    model.save(model_dir / "model.keras")
-    card = {"version": "tiny-test", "threshold": float(np.median(probs)), "input_size": SIZE}
+    size = classifier.input_size
+    pixels = np.stack([to_model_input(data / c / n, size=size) for c, names in SAMPLE.items() for n in names])
+    card = json.loads((model_dir / "card.json").read_text())
+    card["threshold"] = float(np.median(classifier.predict(pixels)))
     (model_dir / "card.json").write_text(json.dumps(card))
     yield model_dir
 
@@ -73,12 +62,12 @@ def tiny_model_dir(folders: tuple[Path, Path], tmp_path_factory: pytest.TempPath
 def evaluation(
     folders: tuple[Path, Path], tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Path, dict[str, Any]]]:
-    """evaluate() run once end to end with the Keras backend; yields the output folder and its result."""
+    """evaluate() run once end to end; yields the output folder and its result."""
     from skinscreen.models.classifier import load_classifier
 
     data, train = folders
     out = tmp_path_factory.mktemp("out")
-    classifier = load_classifier(tiny_model_dir, backend="keras", threads=1)
+    classifier = load_classifier(tiny_model_dir, backend="onnx", threads=1)
     result = evaluate(data, classifier=classifier, out=out, train_dir=train, batch_size=5, progress=False)
     yield out, result
 

@@ -115,13 +115,15 @@ def test_predict_scores_files_and_folders_and_gives_a_reason_for_unreadable_ones
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert list(rows[0]) == ["path", "probability", "flagged", "reason"]
-    by_name = {Path(r["path"]).name: r for r in rows}
+    # Keyed by the whole path: the benign and the first malignant image are both called 1.jpg.
+    by_path = {str(Path(r["path"]).resolve()): r for r in rows}
+    by_name = {Path(r["path"]).name: r for r in rows if Path(r["path"]).parent.resolve() == folder.resolve()}
     assert by_name["broken.jpg"]["probability"] == "" and by_name["broken.jpg"]["reason"]
 
     clf = load_classifier(tiny_model)
     expected = clf.predict(load_pixels([folder / p.name for p in images] + [single], size=clf.input_size))
     got = [float(by_name[p.name]["probability"]) for p in images] + [
-        float(by_name[single.name]["probability"])
+        float(by_path[str(single.resolve())]["probability"])
     ]
     assert np.allclose(got, expected, atol=1e-6)
     for p, prob in zip(images, got[:3], strict=True):

@@ -16,7 +16,8 @@ from PIL import Image, ImageDraw
 from pydantic import SecretStr
 
 from skinscreen.config import Settings
-from skinscreen.db import migrate, queries, review_queries
+from skinscreen.db import migrate, queries
+from skinscreen.db.accounts import add_account
 from skinscreen.db.session import make_engine, make_session_factory, session_scope
 from skinscreen.db.tables import Role
 from skinscreen.images import read_image
@@ -41,6 +42,7 @@ CASES: list[tuple[str, str, float | str | None]] = [
     ("b2", "siteB", 0.30),
 ]
 THRESHOLD = 0.5
+BATCH_DATE = "2026-11-27"
 
 
 @dataclass(frozen=True)
@@ -50,11 +52,13 @@ class Seeded:
     url: str
     ids: dict[str, int]
     accounts: dict[str, int]
+    threshold: float = THRESHOLD
 
     @property
     def queue(self) -> list[int]:
-        """Flagged ids, highest probability first."""
-        return [self.ids[n] for n in ("a1", "a2", "b1", "a3")]
+        """Flagged ids, highest probability first (a1, a2, b1, a3 at the default threshold 0.5)."""
+        scored = [(p, n) for n, _, p in CASES if isinstance(p, float) and p >= self.threshold]
+        return [self.ids[n] for _, n in sorted(scored, reverse=True)]
 
 
 def draw_lesion(path: Path, *, seed: int, size: int = 224) -> Path:
@@ -87,6 +91,11 @@ def seed_database(
     paths[CASES.index(next(c for c in CASES if c[0] == "b1"))] = Path(
         shutil.copy(DICOM_SAMPLE, files / "inbox" / "b1.dcm")
     )
+    # Each file in its batch folder, <inbox>/<site>/<date>/, where the ingester would have found it.
+    for index, ((_, site, _), path) in enumerate(zip(CASES, paths, strict=True)):
+        batch = files / "inbox" / site / BATCH_DATE
+        batch.mkdir(parents=True, exist_ok=True)
+        paths[index] = path.rename(batch / path.name)
     engine = make_engine(url)
     ids: dict[str, int] = {}
     accounts: dict[str, int] = {}
@@ -100,7 +109,7 @@ def seed_database(
                 mtime_ns=1,
                 sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
                 site=site,
-                folder=f"/inbox/{site}/2026-11-27",
+                folder=str(path.parent),
             )
             loaded = read_image(path)
             if isinstance(result, float):
@@ -111,12 +120,10 @@ def seed_database(
                 scores[ids[name]] = scored_as(reason=result)
         queries.save_scores(session, scores, model_version=model_version)
         for name, role in (("alice", Role.reviewer), ("root", Role.admin)):
-            account = review_queries.add_account(
-                session, name=name, role=role, password_hash=hash_password(PASSWORDS[name])
-            )
+            account = add_account(session, name=name, role=role, password_hash=hash_password(PASSWORDS[name]))
             accounts[name] = account.id
     engine.dispose()
-    return Seeded(url=url, ids=ids, accounts=accounts)
+    return Seeded(url=url, ids=ids, accounts=accounts, threshold=threshold)
 
 
 def review_settings(url: str, *, tmp: Path, model: Path) -> Settings:
@@ -130,16 +137,31 @@ def token_for(client: TestClient, name: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
 
-@pytest.fixture(scope="module")
-def pg_module_url() -> Iterator[str]:
-    """A PostgreSQL schema shared by one module's read-only tests, dropped afterwards."""
+DATABASES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)]
+"""Every review API test runs on a SQLite file and on PostgreSQL."""
+
+
+@pytest.fixture(scope="module", params=DATABASES)
+def module_db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A database shared by one module's read-only tests: a SQLite file or a PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'review.db'}"
+        return
     with fresh_pg_schema() as url:
         yield url
 
 
+@pytest.fixture(params=DATABASES)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database for one test: a SQLite file or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'review.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
 @pytest.fixture
-def seeded(pg_url: str, tmp_path: Path) -> Seeded:
-    return seed_database(pg_url, tmp_path)
+def seeded(db_url: str, tmp_path: Path) -> Seeded:
+    return seed_database(db_url, tmp_path)
 
 
 @pytest.fixture
@@ -155,11 +177,11 @@ def client(app: FastAPI) -> Iterator[TestClient]:
 
 @pytest.fixture(scope="module")
 def shared(
-    pg_module_url: str, tmp_path_factory: pytest.TempPathFactory, tiny_model: Path
+    module_db_url: str, tmp_path_factory: pytest.TempPathFactory, tiny_model: Path
 ) -> Iterator[tuple[TestClient, Seeded, dict[str, dict[str, str]]]]:
     """One client over one filled database for tests that change nothing that matters to the others."""
     tmp = tmp_path_factory.mktemp("shared")
-    seeded = seed_database(pg_module_url, tmp)
+    seeded = seed_database(module_db_url, tmp)
     with TestClient(create_app(review_settings(seeded.url, tmp=tmp, model=tiny_model))) as test_client:
         tokens = {name: token_for(test_client, name) for name in PASSWORDS}
         yield test_client, seeded, tokens

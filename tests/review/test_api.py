@@ -1,4 +1,4 @@
-"""The review API against PostgreSQL: auth, roles, filters, verdicts, exports, audit, malformed input."""
+"""The review API on SQLite and PostgreSQL: auth, roles, filters, verdicts, exports, audit, bad input."""
 
 from __future__ import annotations
 
@@ -17,8 +17,6 @@ from PIL import Image
 
 from skinscreen.db.session import make_engine
 from tests.review.conftest import PASSWORDS, Seeded, token_for
-
-pytestmark = pytest.mark.integration
 
 Shared = tuple[TestClient, Seeded, dict[str, dict[str, str]]]
 PATIENT_IDENTIFIERS = ("Doe", "Jane", "PID-12345")  # in the sample DICOM's header
@@ -212,8 +210,8 @@ def test_image_and_heatmap_are_png_and_the_heatmap_is_cached(shared: Shared, tmp
     for response in (image, heatmap):
         assert response.status_code == 200 and response.headers["content-type"] == "image/png"
         assert Image.open(io.BytesIO(response.content)).size == (64, 64)
-    store = client.app.state.review.heatmaps  # type: ignore[attr-defined]
-    assert len(list(store.folder.glob("*.png"))) == 1
+    store = client.app.state.review.images.heatmaps  # type: ignore[attr-defined]
+    assert len(list((store.folder / "tiny-test").glob("*.png"))) == 1
     assert heatmap.headers["x-model-version"] == "tiny-test"
 
 

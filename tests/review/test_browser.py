@@ -69,7 +69,10 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Seeded]]:
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api")
+    if IN_CI:  # CI installs both (.ci/install-extra, the dev group): a missing one is a failure there
+        import playwright.sync_api as sync_api
+    else:
+        sync_api = pytest.importorskip("playwright.sync_api")
     if not CHROMIUM.exists():
         (pytest.fail if IN_CI else pytest.skip)(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     with sync_api.sync_playwright() as playwright:
@@ -155,6 +158,7 @@ def test_a_reviewer_works_through_the_queue_in_chromium(server: tuple[str, Seede
         "verdict",
         f"#{first}",
         "malignant",
+        "127.0.0.1",
     ]
     page.goto(f"{base}/batches")
     assert page.locator("#batches tbody tr").count() == 2

@@ -11,9 +11,10 @@ import pytest
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from skinscreen.db import migrate, queries, review_queries, sites
+from skinscreen.db import accounts, migrate, queries, sites
 from skinscreen.db.session import make_engine, make_session_factory, session_scope
 from skinscreen.db.tables import Image, Prediction, Role, State, Verdict, utcnow
+from skinscreen.db.verdicts import add_review
 from skinscreen.flagging import is_flagged
 from skinscreen.models.screening import FileScore
 
@@ -117,13 +118,13 @@ class SiteDb:
     def review(self, verdicts: dict[int, str], *, reviewer: str = "alice") -> None:
         engine = make_engine(self.url)
         with session_scope(make_session_factory(engine)) as session:
-            account = review_queries.account_named(session, reviewer)
+            account = accounts.account_named(session, reviewer)
             if account is None:
-                account = review_queries.add_account(
+                account = accounts.add_account(
                     session, name=reviewer, role=Role.reviewer, password_hash="x"
                 )
             for image_id, verdict in verdicts.items():
-                review_queries.add_review(
+                add_review(
                     session, image_id=image_id, account_id=account.id, verdict=Verdict(verdict), note=None
                 )
         engine.dispose()

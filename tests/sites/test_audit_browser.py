@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from skinscreen.db.review_queries import add_review
 from skinscreen.db.session import make_engine, make_session_factory, session_scope
 from skinscreen.db.tables import Verdict
+from skinscreen.db.verdicts import add_review
 from tests.review.conftest import Seeded
 from tests.review.test_browser import TIMEOUT_MS, browser, server, sign_in  # noqa: F401 (fixtures)
 

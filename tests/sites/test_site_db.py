@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from skinscreen.db import review_queries, sites
+from skinscreen.db import audit, sites
 from skinscreen.db.session import make_engine, make_session_factory, session_scope
 from skinscreen.errors import CalibrationError
 from skinscreen.sites import calibration, drift, stats
@@ -17,7 +17,7 @@ from tests.sites.conftest import MODEL, MODEL_THRESHOLD, SiteDb
 def events(db: SiteDb, action: str) -> list[dict[str, object]]:
     engine = make_engine(db.url)
     with session_scope(make_session_factory(engine)) as session:
-        rows, _ = review_queries.list_events(session, action=action)
+        rows, _ = audit.list_events(session, action=action)
     engine.dispose()
     return [json.loads(str(r["detail"])) for r in rows]
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from skinscreen import flagging
 from skinscreen.models.training.metrics import roc_auc
 
 RESAMPLES = 2000
@@ -32,8 +33,8 @@ def bootstrap_intervals(
     for _ in range(resamples):
         ps = pos[rng.integers(0, len(pos), len(pos))]
         ns = neg[rng.integers(0, len(neg), len(neg))]
-        hits = float((ps >= threshold).sum())
-        rejections = float((ns < threshold).sum())
+        hits = float(flagging.flags(ps, threshold).sum())
+        rejections = float((~flagging.flags(ns, threshold)).sum())
         figures["roc_auc"].append(
             roc_auc(np.r_[np.ones(len(ps), bool), np.zeros(len(ns), bool)], np.r_[ps, ns])
         )

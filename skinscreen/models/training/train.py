@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from skinscreen import flagging
 from skinscreen.checksum import sha256_file
 from skinscreen.models.training import dataset
 from skinscreen.models.training.metrics import roc_auc
@@ -265,9 +266,9 @@ def operating_point(y_va: np.ndarray, probs: np.ndarray, *, tta: str) -> dict[st
 
 def _summary(labels: np.ndarray, probs: np.ndarray, threshold: float) -> dict[str, float]:
     y = labels.astype(bool)
-    flagged = probs >= threshold
+    flagged = flagging.flags(probs, threshold)
     return {
-        "accuracy_at_0.5": float(((probs >= 0.5) == y).mean()),
+        "accuracy_at_0.5": float((flagging.flags(probs, 0.5) == y).mean()),
         "roc_auc": roc_auc(y, probs),
         "sensitivity": float(flagged[y].mean()),
         "specificity": float((~flagged[~y]).mean()),

@@ -6,9 +6,16 @@ document.addEventListener("DOMContentLoaded", () => {
   const toggle = document.getElementById("toggle-heatmap");
   const status = document.getElementById("heatmap-status");
   const form = document.getElementById("verdict-form");
-  let showHeatmap = null;
+  // No heatmap element: the case has no score, or its model is not on this server (the page says which).
+  const hasHeatmap = Boolean(heatmap && toggle);
 
-  if (heatmap && toggle) {
+  const showHeatmap = (on) => {
+    heatmap.hidden = !on;
+    toggle.setAttribute("aria-pressed", String(on));
+    toggle.firstChild.textContent = on ? "Hide heatmap " : "Show heatmap ";
+  };
+
+  if (hasHeatmap) {
     // The heatmap is made on the server on first view; start fetching it at once so the toggle is instant.
     heatmap.addEventListener("load", () => {
       heatmap.dataset.loaded = "true";
@@ -19,12 +26,6 @@ document.addEventListener("DOMContentLoaded", () => {
     });
     status.textContent = "Computing heatmap…";
     heatmap.src = heatmap.dataset.src;
-
-    showHeatmap = (on) => {
-      heatmap.hidden = !on;
-      toggle.setAttribute("aria-pressed", String(on));
-      toggle.firstChild.textContent = on ? "Hide heatmap " : "Show heatmap ";
-    };
     toggle.addEventListener("click", () => showHeatmap(heatmap.hidden));
   }
 
@@ -35,7 +36,7 @@ document.addEventListener("DOMContentLoaded", () => {
       const target = event.target;
       if (target instanceof HTMLElement && target.closest("input, textarea, select")) return;
       const key = event.key.toLowerCase();
-      if (key === "h" && showHeatmap) {
+      if (key === "h" && hasHeatmap) {
         event.preventDefault();
         showHeatmap(heatmap.hidden);
         return;

@@ -1,0 +1,143 @@
+"""The models a deployment has: shipped with the package, or installed with `skinscreen models add`.
+
+An installed model is a copy of an exported model directory (`skinscreen export`) under the models
+folder (SKINSCREEN_MODELS_DIR), named by its version. It is installed only when its card reads and
+every file its card lists under `files` is present with the SHA-256 the card records.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from skinscreen.checksum import sha256_file
+from skinscreen.errors import ModelError
+from skinscreen.models.classifier import SHIPPED, ModelCard, read_card
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILES = ("model.onnx", "model.keras")
+"""An installed model needs at least one of these (the runtimes' inputs)."""
+
+
+@dataclass(frozen=True)
+class InstalledModel:
+    """A model directory a deployment can score with, and where it came from."""
+
+    card: ModelCard
+    source: str  # "shipped" or "installed"
+
+    def summary(self) -> dict[str, Any]:
+        """Version, threshold, views and the card's test figures, for `skinscreen models`."""
+        test = self.card.data.get("test") or {}
+        at = (test.get("all") or {}).get("at_threshold") or {}
+        return {
+            "version": self.card.version,
+            "source": self.source,
+            "threshold": self.card.threshold,
+            "views": self.card.tta,
+            "input_size": self.card.input_size,
+            "test_images": (test.get("all") or {}).get("n"),
+            "test_auc": (test.get("all") or {}).get("roc_auc"),
+            "test_sensitivity": at.get("sensitivity"),
+            "test_specificity": at.get("specificity"),
+            "path": str(self.card.path),
+        }
+
+
+def shipped_folder() -> Path:
+    return Path(str(resources.files("skinscreen.models").joinpath(SHIPPED)))
+
+
+def _cards_under(folder: Path, source: str) -> list[InstalledModel]:
+    if not folder.is_dir():
+        return []
+    found = []
+    for child in sorted(folder.iterdir()):
+        if not child.name.startswith(".") and (child / "card.json").is_file():
+            try:
+                found.append(InstalledModel(read_card(child), source))
+            except ModelError as exc:
+                logger.warning("skipping %s: %s", child, exc)
+    return found
+
+
+def list_models(models_folder: Path) -> list[InstalledModel]:
+    """Shipped models first, then the installed ones, each sorted by folder name."""
+    return _cards_under(shipped_folder(), "shipped") + _cards_under(models_folder, "installed")
+
+
+def find_model(version: str, models_folder: Path) -> Path:
+    """The directory of the model with this version (or shipped name, or a directory path)."""
+    for model in list_models(models_folder):
+        if version in (model.card.version, model.card.path.name) and model.source == "installed":
+            return model.card.path
+    for model in list_models(models_folder):
+        if version in (model.card.version, model.card.path.name):
+            return model.card.path
+    if Path(version).is_dir():
+        return Path(version)
+    raise ModelError(f"no model {version!r}: not shipped, not installed in {models_folder}, not a directory")
+
+
+def check_files(model_dir: Path, card: ModelCard) -> dict[str, str]:
+    """Every file the card lists, with its checked SHA-256; raises ModelError on the first problem."""
+    files = card.data.get("files")
+    if not isinstance(files, dict) or not files:
+        raise ModelError(f"{model_dir}/card.json lists no files with their sha256; re-export the model")
+    if not any(name in files for name in MODEL_FILES):
+        raise ModelError(f"{model_dir}/card.json lists neither {' nor '.join(MODEL_FILES)}")
+    checked = {}
+    for name, entry in sorted(files.items()):
+        expected = entry.get("sha256") if isinstance(entry, dict) else entry
+        path = model_dir / name
+        if Path(name).name != name:
+            raise ModelError(f"card.json names a file outside the model folder: {name!r}")
+        if not path.is_file():
+            raise ModelError(f"{name} is listed in card.json but missing from {model_dir}")
+        actual = sha256_file(path)
+        if actual != expected:
+            raise ModelError(f"{name}: sha256 {actual[:12]}… does not match the card's {str(expected)[:12]}…")
+        checked[name] = actual
+    return checked
+
+
+def install_model(source: Path, models_folder: Path) -> InstalledModel:
+    """Check `source` (card, file hashes) and copy it to `models_folder/<version>`, atomically."""
+    card = read_card(source)
+    if not (0.0 < card.threshold < 1.0) or card.input_size < 16:
+        raise ModelError(f"{source}/card.json has an implausible threshold or input size")
+    check_files(source, card)
+    if any(m.card.version == card.version for m in _cards_under(shipped_folder(), "shipped")):
+        raise ModelError(f"version {card.version} is a shipped model; give the new model its own version")
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in card.version)
+    target = models_folder / safe
+    if target.exists():
+        installed = read_card(target)
+        if installed.data.get("files") == card.data.get("files"):
+            logger.info("model %s is already installed", card.version)
+            return InstalledModel(installed, "installed")
+        raise ModelError(f"another model with version {card.version} is installed at {target}")
+    models_folder.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{safe}.", dir=models_folder))
+    try:
+        for name in card.data["files"]:
+            shutil.copy2(source / name, staging / name)
+        for extra in ("MODEL_CARD.md", "history.json"):
+            if (source / extra).is_file():
+                shutil.copy2(source / extra, staging / extra)
+        (staging / "card.json").write_text(json.dumps(card.data, indent=1))
+        check_files(staging, read_card(staging))  # the copy, not only the source
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    logger.info("installed model %s in %s", card.version, target)
+    return InstalledModel(read_card(target), "installed")
