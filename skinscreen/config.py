@@ -95,6 +95,51 @@ class Settings(BaseSettings):
     archive_dir: Path | None = None
     """Where `skinscreen purge` moves image files; unset: the files are deleted."""
 
+    # -- DICOM network and metrics (docs/dicom.md, docs/scaling.md) --
+    dicom_ae_title: str = Field(default="SKINSCREEN", min_length=1, max_length=16)
+    """This node's AE title: `dicom-listen` answers to it and results are sent from it."""
+
+    dicom_port: int = Field(default=11112, ge=1, le=65535)
+    """TCP port `dicom-listen` accepts associations on."""
+
+    dicom_address: str = "0.0.0.0"
+    """Address `dicom-listen` binds to."""
+
+    dicom_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Calling AE titles accepted by `dicom-listen`, separated by commas; empty: any."""
+
+    dicom_quiet_seconds: float = Field(default=5.0, ge=0)
+    """A received study goes to the inbox once no instance of it has arrived for this long."""
+
+    dicom_destination: str | None = None
+    """Where DICOM results are sent by C-STORE: `AE@host:port` (a PACS)."""
+
+    dicom_outbox: Path | None = None
+    """Or a folder DICOM results are written to, when there is no network destination."""
+
+    dicom_institution: str = "skinscreen"
+    """Verifying organization named in a VERIFIED SR."""
+
+    export_backoff: float = Field(default=30.0, gt=0)
+    """Seconds before the first retry of an unsent result; doubles per attempt."""
+
+    export_backoff_max: float = Field(default=3600.0, gt=0)
+    """Longest wait between two attempts at sending a result."""
+
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    """Port for `/metrics` of `ingest`, `worker` and `dicom-listen` (prometheus text); unset: off."""
+
+    metrics_address: str = "127.0.0.1"
+    """Address that metrics port binds to."""
+
+    metrics_token: SecretStr | None = None
+    """When set, `/metrics` of the review server needs `Authorization: Bearer <token>`."""
+
+    @property
+    def dicom_results(self) -> bool:
+        """Whether DICOM results are made for DICOM input (a destination or an outbox is set)."""
+        return bool(self.dicom_destination or self.dicom_outbox)
+
     def heatmap_folder(self) -> Path:
         """`heatmap_dir`, or its default next to the SQLite database file."""
         return self.heatmap_dir if self.heatmap_dir is not None else self._beside_database("heatmaps")
@@ -127,6 +172,23 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [p.strip() for p in value.split(",") if p.strip()]
         return value
+
+    @field_validator("dicom_allow", mode="before")
+    @classmethod
+    def _split_ae_titles(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [t.strip() for t in value.split(",") if t.strip()]
+        return value
+
+    @field_validator("dicom_destination")
+    @classmethod
+    def _check_destination(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        from skinscreen.dicomnet.address import parse_destination
+
+        parse_destination(value)  # raises ValueError with what is wrong
+        return value.strip()
 
     @field_validator("inbox", mode="before")
     @classmethod

@@ -76,6 +76,7 @@ def run_embedded(
                     classifier=classifier,
                     pool=pool,
                     audit_fraction=settings.audit_fraction,
+                    settings=settings,
                 )
             )
             bar.update(len(ids))

@@ -53,6 +53,7 @@ COMMAND_MODULES = {
     **dict.fromkeys(["serve", "users", "reviews"], "review_commands"),
     **dict.fromkeys(["sites", "calibrate", "model-reference"], "site_commands"),
     **dict.fromkeys(["models", "rescore", "purge"], "ops_commands"),
+    **dict.fromkeys(["dicom-listen", "exports"], "dicom_commands"),
 }
 
 

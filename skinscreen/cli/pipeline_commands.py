@@ -78,6 +78,7 @@ def ingest(
     settings: Settings, inbox: tuple[Path, ...], poll: bool, once: bool, batch_size: int | None
 ) -> None:
     """Watch INBOX folders, register complete files and enqueue batches for the workers."""
+    from skinscreen import metrics
     from skinscreen.db import migrate
     from skinscreen.db.session import make_engine, make_session_factory
     from skinscreen.heartbeat import orphan_taker
@@ -97,6 +98,14 @@ def ingest(
     )
     ingester = Ingester(
         _inboxes(settings, inbox), settings=settings, sessions=sessions, dispatcher=dispatcher, poll=poll
+    )
+    metrics.serve_metrics(
+        settings,
+        role="ingest",
+        collectors=[
+            metrics.CallbackCollector(metrics.queue_depth_reading(settings)),
+            metrics.CallbackCollector(metrics.ingester_reading(ingester.counts.files), counter=True),
+        ],
     )
     try:
         ingester.run(once=once)
@@ -124,6 +133,14 @@ def ingest(
 @click.pass_obj
 def worker(settings: Settings, concurrency: int, pool: str, loglevel: str, hostname: str | None) -> None:
     """Run a Celery worker that scores batches (model loaded once per process, after the fork)."""
+    import os
+
+    if settings.metrics_port is not None and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        import tempfile
+
+        # Before prometheus_client is imported: the pool's children share their counters through files.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="skinscreen-metrics-")
+    from skinscreen import metrics
     from skinscreen.models.classifier import default_threads
     from skinscreen.worker.app import make_celery
 
@@ -131,6 +148,9 @@ def worker(settings: Settings, concurrency: int, pool: str, loglevel: str, hostn
         # Processes x threads <= cores; the pool's children inherit these settings through the fork.
         settings = settings.model_copy(update={"threads": max(1, default_threads() // concurrency)})
     app = make_celery(settings)
+    metrics.serve_metrics(
+        settings, role="worker", collectors=[metrics.CallbackCollector(metrics.queue_depth_reading(settings))]
+    )
     extra = [f"--hostname={hostname}"] if hostname else []
     app.worker_main(
         [

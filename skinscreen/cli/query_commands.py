@@ -56,12 +56,14 @@ def status(settings: Settings, fmt: str) -> None:
     from skinscreen.db import queries
     from skinscreen.db.readiness import reading_engine
     from skinscreen.db.session import make_session_factory, session_scope
+    from skinscreen.dicomnet.exports import counts as export_counts
     from skinscreen.sites.report import drift_report
 
     engine = reading_engine(settings.database_url)
     with session_scope(make_session_factory(engine)) as session:
         report = queries.status(session)
         report.update(drift_report(session, model=settings.model))
+        report["dicom_exports"] = export_counts(session)
     engine.dispose()
     report["queue_depth"] = queue_depth(settings.broker_url)
     if fmt == "json":
@@ -80,6 +82,9 @@ def status(settings: Settings, fmt: str) -> None:
     )
     for reason, count in report["failures_by_reason"].items():
         click.echo(f"  failed: {count} x {reason}")
+    exports = report["dicom_exports"]
+    if any(exports.values()):
+        click.echo("DICOM results    " + ", ".join(f"{n} {state}" for state, n in exports.items()))
     for reason, count in report["refused_files"].items():
         click.echo(f"  refused: {count} x {reason}")
     if report.get("drift_note"):

@@ -7,9 +7,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -40,10 +40,19 @@ def _insert_ignoring_conflicts(
 
 def is_seen(session: Session, *, path: str, size: int, mtime_ns: int) -> bool:
     """Whether this path was already taken with this size and mtime."""
-    stmt = select(SeenFile.id).where(
-        SeenFile.path == path, SeenFile.size == size, SeenFile.mtime_ns == mtime_ns
+    return bool(seen_among(session, [(path, size, mtime_ns)]))
+
+
+def seen_among(session: Session, keys: Sequence[tuple[str, int, int]]) -> set[tuple[str, int, int]]:
+    """Which of these (path, size, mtime_ns) were already taken: one query for a chunk of files."""
+    wanted = set(keys)
+    if not wanted:
+        return set()
+    paths = sorted({path for path, _, _ in wanted})
+    rows = session.execute(
+        select(SeenFile.path, SeenFile.size, SeenFile.mtime_ns).where(SeenFile.path.in_(paths))
     )
-    return session.execute(stmt.limit(1)).first() is not None
+    return {(p, s, m) for p, s, m in rows} & wanted
 
 
 def seen_keys(session: Session) -> set[tuple[str, int, int]]:
@@ -65,6 +74,18 @@ def folder_batch(session: Session, *, site: str, folder: str) -> int:
     return int(session.execute(select(Batch.id).where(Batch.folder == folder)).scalar_one())
 
 
+@dataclasses.dataclass(frozen=True)
+class NewFile:
+    """A complete, hashed file to register: where it is, what it holds, which site and batch folder."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    sha256: str
+    site: str
+    folder: str
+
+
 def register_file(
     session: Session,
     *,
@@ -76,43 +97,73 @@ def register_file(
     folder: str,
     batch_ids: dict[str, int] | None = None,
 ) -> tuple[int, bool]:
-    """Record a complete file; return (image id, True if its content is new).
+    """Record a complete file; return (image id, True if its content is new). See `register_files`."""
+    record = NewFile(path=path, size=size, mtime_ns=mtime_ns, sha256=sha256, site=site, folder=folder)
+    return register_files(session, [record], batch_ids=batch_ids)[0]
 
-    `batch_ids` caches folder -> batch id within one transaction, so that a chunk of files from
-    one folder touches its batch row once (3 statements a file instead of 7).
+
+def register_files(
+    session: Session, files: Sequence[NewFile], *, batch_ids: dict[str, int] | None = None
+) -> list[tuple[int, bool]]:
+    """Record complete files; return (image id, True if its content is new) for each, in order.
+
+    A chunk costs a fixed number of statements, whatever its length: one multi-row image insert,
+    one look-up of the contents already known, one seen-file insert (plus 3 per new batch folder).
+    `batch_ids` caches folder -> batch id within one transaction, so a folder's batch row is touched
+    once. Within the chunk, the first file with some content is the new one, the others duplicates.
     """
+    if not files:
+        return []
     cache = batch_ids if batch_ids is not None else {}
-    if folder not in cache:
-        cache[folder] = folder_batch(session, site=site, folder=folder)
+    for f in files:
+        if f.folder not in cache:
+            cache[f.folder] = folder_batch(session, site=f.site, folder=f.folder)
     now = utcnow()
-    # New only if this transaction's insert made the row: two ingesters racing on the same bytes
-    # both try, but only one insert wins, so the id is sent to be scored once.
-    image_id = _insert_ignoring_conflicts(
-        session,
-        Image.__table__,
+    first: dict[str, int] = {}  # sha256 -> index of its first file in the chunk
+    for i, f in enumerate(files):
+        first.setdefault(f.sha256, i)
+    rows = [
         {
-            "batch_id": cache[folder],
-            "path": path,
-            "size": size,
-            "sha256": sha256,
+            "batch_id": cache[files[i].folder],
+            "path": files[i].path,
+            "size": files[i].size,
+            "sha256": sha,
             "state": State.queued.value,
             "attempts": 0,
             "created_at": now,
             "updated_at": now,
-        },
-        ["sha256"],
-        returning=Image.__table__.c.id,
+        }
+        for sha, i in first.items()
+    ]
+    # New only if this statement's insert made the row: two ingesters racing on the same bytes both
+    # try, but only one insert wins, so the id is sent to be scored once. RETURNING names exactly
+    # the rows this insert made; their sha256 says which file each belongs to.
+    table = Image.__table__
+    insert = _insert_or_nothing(session, table, ["sha256"]).values(rows)
+    made = {sha: int(i) for i, sha in session.execute(insert.returning(table.c.id, table.c.sha256))}
+    known = [sha for sha in first if sha not in made]
+    ids = dict(made)
+    if known:
+        ids.update(
+            {
+                sha: int(i)
+                for sha, i in session.execute(select(Image.sha256, Image.id).where(Image.sha256.in_(known)))
+            }
+        )
+    session.execute(
+        _insert_or_nothing(session, SeenFile.__table__, ["path", "size", "mtime_ns"]),
+        [
+            {
+                "path": f.path,
+                "size": f.size,
+                "mtime_ns": f.mtime_ns,
+                "image_id": ids[f.sha256],
+                "seen_at": now,
+            }
+            for f in files
+        ],
     )
-    new = image_id is not None
-    if not new:
-        image_id = session.execute(select(Image.id).where(Image.sha256 == sha256)).scalar_one()
-    _insert_ignoring_conflicts(
-        session,
-        SeenFile.__table__,
-        {"path": path, "size": size, "mtime_ns": mtime_ns, "image_id": image_id, "seen_at": now},
-        ["path", "size", "mtime_ns"],
-    )
-    return int(image_id), new
+    return [(ids[f.sha256], first[f.sha256] == i and f.sha256 in made) for i, f in enumerate(files)]
 
 
 def record_refused_file(session: Session, *, path: str, size: int, mtime_ns: int, reason: str) -> int | None:
@@ -178,6 +229,7 @@ def save_scores(
     if predictions:  # one executemany for the batch
         stmt = _insert_or_nothing(session, Prediction.__table__, ["image_id", "model_version"])
         session.execute(stmt, predictions)
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for image_id, s in scores.items():
         values: dict[str, Any] = {"updated_at": now}
         if s.format:
@@ -186,10 +238,19 @@ def save_scores(
             # Each DicomInfo field is an image column; values are escaped and fitted to it.
             values.update(dicom_values(dataclasses.asdict(s.dicom)))
         if s.probability is None:
-            values.update(state=State.failed, reason=s.reason or "unknown failure")
+            values.update(state=State.failed.value, reason=s.reason or "unknown failure")
         else:
-            values.update(state=State.scored, reason=None)
-        session.execute(update(Image).where(Image.id == image_id).values(**values))
+            values.update(state=State.scored.value, reason=None)
+        groups.setdefault(tuple(values), []).append({"image_id": image_id, **values})
+    # One executemany per set of columns (a batch of JPEGs: one), not one statement per image.
+    table = cast(Table, Image.__table__)
+    for columns, rows in groups.items():
+        stmt = (
+            update(table)
+            .where(table.c.id == bindparam("image_id"))
+            .values({c: bindparam(c) for c in columns})
+        )
+        session.execute(stmt, rows)
 
 
 def still_queued(session: Session, image_ids: Sequence[int]) -> list[int]:

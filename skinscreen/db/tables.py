@@ -233,3 +233,43 @@ class ModelPromotion(Base):
     account_id: Mapped[int | None] = mapped_column(ForeignKey("account.id"))
     note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class ExportState(enum.StrEnum):
+    """Where a DICOM result stands: waiting to be sent (or retried), sent, or refused for good."""
+
+    pending = "pending"
+    sent = "sent"
+    failed = "failed"
+
+
+class DicomExport(Base):
+    """One DICOM result object (SR or Secondary Capture) for a DICOM input, and its delivery.
+
+    The object itself is built from the source file when it is sent; only its identity (UIDs, the
+    prediction or verdict it reports) and its delivery state are stored, never patient data.
+    """
+
+    __tablename__ = "dicom_export"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(
+        String(100), unique=True
+    )  # "sr:p<prediction>", "sc:p<..>", "srv:r<review>"
+    kind: Mapped[str] = mapped_column(String(20))  # sr, sc, sr_verified
+    image_id: Mapped[int] = mapped_column(ForeignKey("image.id"), index=True)
+    prediction_id: Mapped[int] = mapped_column(ForeignKey("prediction.id"))
+    review_id: Mapped[int | None] = mapped_column(ForeignKey("review.id"))
+    sop_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    series_uid: Mapped[str | None] = mapped_column(String(64))
+    state: Mapped[ExportState] = mapped_column(
+        Enum(ExportState, name="export_state", native_enum=False, length=10),
+        default=ExportState.pending,
+        index=True,
+    )
+    destination: Mapped[str | None] = mapped_column(String(300))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -37,17 +37,29 @@ class SettleTracker:
     def __len__(self) -> int:
         return len(self._watches)
 
-    def touch(self, path: Path, *, closed: bool = False) -> None:
-        """A path was created, modified, moved in, found by a scan or closed after writing."""
-        try:
-            st = os.stat(path, follow_symlinks=False)
-        except OSError:
-            self._watches.pop(path, None)
-            return
+    def touch(
+        self, path: Path, *, closed: bool = False, stat: os.stat_result | None = None, by_mtime: bool = False
+    ) -> None:
+        """A path was created, modified, moved in, found by a scan or closed after writing.
+
+        `stat`: the path's lstat, when the caller already has it. `by_mtime`: a file whose mtime is
+        already `settle_seconds` old counts as settled from the start (a one-off scan of files
+        written earlier, `--once`), since any write would have moved its mtime.
+        """
+        if stat is None:
+            try:
+                stat = os.stat(path, follow_symlinks=False)
+            except OSError:
+                self._watches.pop(path, None)
+                return
+        st = stat
         now = time.monotonic()
         old = self._watches.get(path)
         if old is None or (old.size, old.mtime_ns) != (st.st_size, st.st_mtime_ns):
-            self._watches[path] = _Watch(st.st_size, st.st_mtime_ns, now, closed)
+            since = now
+            if by_mtime and time.time_ns() - st.st_mtime_ns >= self.settle_seconds * 1e9:
+                since = now - self.settle_seconds
+            self._watches[path] = _Watch(st.st_size, st.st_mtime_ns, since, closed)
         elif closed:
             old.closed = True
 

@@ -90,8 +90,11 @@ class Ingester:
                 return root
         return None
 
-    def scan(self) -> int:
-        """Walk every root; files not yet taken (by path, size, mtime) go to the settle tracker."""
+    def scan(self, *, by_mtime: bool = False) -> int:
+        """Walk every root; files not yet taken (by path, size, mtime) go to the settle tracker.
+
+        `by_mtime` (`--once`): files unchanged for the settle time already are taken without waiting.
+        """
         with session_scope(self.sessions) as session:
             seen = queries.seen_keys(session)
         found = 0
@@ -105,7 +108,7 @@ class Ingester:
                     continue
                 key = (str(path), st.st_size, st.st_mtime_ns)
                 if key not in seen and key not in self._unstorable:
-                    self.tracker.touch(path)
+                    self.tracker.touch(path, stat=st, by_mtime=by_mtime)
                     found += 1
         return found
 
@@ -148,13 +151,31 @@ class Ingester:
         return len(ready)
 
     def _register_chunk(self, part: Sequence[Ready]) -> list[int]:
+        """Register a chunk in one transaction, in a fixed number of statements; return the new ids."""
         new_ids: list[int] = []
         batch_ids: dict[str, int] = {}  # folder -> batch id, valid within this transaction
         with session_scope(self.sessions) as session:
-            for item in part:
-                image_id = self._register_one(session, item, batch_ids)
-                if image_id is not None:
+            keys = [(str(item.path), item.size, item.mtime_ns) for item in part]
+            seen = queries.seen_among(session, keys)
+            self.counts.seen += len(part)
+            records = [
+                self._hash(session, item) for item, key in zip(part, keys, strict=True) if key not in seen
+            ]
+            files = [r for r in records if r is not None]
+            for record, (image_id, new) in zip(
+                files, queries.register_files(session, files, batch_ids=batch_ids), strict=True
+            ):
+                if new:
+                    self.counts.new += 1
                     new_ids.append(image_id)
+                else:
+                    self.counts.duplicate += 1
+                if self.on_registered:
+                    self.on_registered(image_id, int(new))
+                batch = batch_ids[record.folder]
+                logger.info(
+                    "registered image %d in batch %d%s", image_id, batch, "" if new else " (duplicate)"
+                )
         return new_ids
 
     def _register_each(self, part: Sequence[Ready]) -> list[int]:
@@ -189,13 +210,11 @@ class Ingester:
             seen_id = None
         logger.warning("refused a file (seen-file %s): %s", seen_id, reason)
 
-    def _register_one(self, session: Session, item: Ready, batch_ids: dict[str, int]) -> int | None:
+    def _hash(self, session: Session, item: Ready) -> queries.NewFile | None:
+        """The file's record to register, or None once it is recorded as refused (with its reason)."""
         root = self.root_of(item.path)
         assert root is not None
-        self.counts.seen += 1
         path, size, mtime_ns = str(item.path), item.size, item.mtime_ns
-        if queries.is_seen(session, path=path, size=size, mtime_ns=mtime_ns):
-            return None
         reason = None
         if scanner.outside_inbox(item.path, root):
             reason = "symlink points outside the inbox; not read"
@@ -216,25 +235,7 @@ class Ingester:
             logger.warning("refused a file (seen-file %s): %s", seen_id, reason)  # ids only: see logsafe
             return None
         where = scanner.placement(item.path, root)
-        image_id, new = queries.register_file(
-            session,
-            path=path,
-            size=size,
-            mtime_ns=mtime_ns,
-            sha256=digest,
-            site=where.site,
-            folder=where.folder,
-            batch_ids=batch_ids,
-        )
-        if new:
-            self.counts.new += 1
-        else:
-            self.counts.duplicate += 1
-        if self.on_registered:
-            self.on_registered(image_id, int(new))
-        batch = batch_ids[where.folder]
-        logger.info("registered image %d in batch %d%s", image_id, batch, "" if new else " (duplicate)")
-        return image_id if new else None
+        return queries.NewFile(path, size, mtime_ns, digest, where.site, where.folder)
 
     # -- running --------------------------------------------------------------------
     def start_observer(self) -> None:
@@ -257,7 +258,7 @@ class Ingester:
                 try:
                     if not started:
                         self.dispatcher.send_unsent()
-                        self.scan()
+                        self.scan(by_mtime=once)
                         started, last_scan, last_sweep = True, time.monotonic(), time.monotonic()
                     self.drain_events()
                     self.register_ready()

@@ -27,6 +27,7 @@ from skinscreen.review import routes_api, routes_pages, routes_sites
 from skinscreen.review.auth import LoginRequiredError, ReviewContext
 from skinscreen.review.casefiles import read_case_file
 from skinscreen.review.heatmaps import CaseImages, HeatmapStore, shipped_models
+from skinscreen.review.metrics_route import metrics_router
 from skinscreen.review.throttle import SignInThrottle
 
 logger = logging.getLogger(__name__)
@@ -93,6 +94,8 @@ def create_app(settings: Settings, *, gradcam_loader: Callable[[Path], GradCam] 
     app.include_router(routes_api.router)
     app.include_router(routes_pages.router)
     app.include_router(routes_sites.router)
+    in_force = next(iter(heatmaps.cards))  # settings.model's version comes first
+    app.include_router(metrics_router(settings, app.state.review.sessions, model_version=in_force))
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.add_exception_handler(LoginRequiredError, _to_login)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -10,10 +10,13 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from skinscreen import metrics
+from skinscreen.config import Settings
 from skinscreen.counts import Counts
 from skinscreen.db import queries, sites
 from skinscreen.db.outcomes import store_scores
 from skinscreen.db.session import session_scope
+from skinscreen.dicomnet.exports import queue_scored as queue_dicom_results
 from skinscreen.models.classifier import Scorer
 from skinscreen.models.screening import score_files
 
@@ -27,6 +30,7 @@ def score_ids(
     classifier: Scorer,
     pool: Executor,
     audit_fraction: float = 0.0,
+    settings: Settings | None = None,
 ) -> Counts:
     """Score the ids still waiting for this model version; ids already done are skipped (safe to repeat).
 
@@ -55,8 +59,23 @@ def score_ids(
         model_version=classifier.version,
         audit_fraction=audit_fraction,
     )
+    # DICOM input: its results (SR, Secondary Capture) wait to be sent back (skinscreen.dicomnet).
+    with session_scope(sessions) as session:
+        queue_dicom_results(
+            session,
+            [image_id for image_id, s in stored.items() if s.dicom and s.probability is not None],
+            model_version=classifier.version,
+            settings=settings,
+        )
     for s in stored.values():
         report.add_result(s)
+    metrics.observe_batch(
+        scored=report.scored,
+        flagged=report.flagged,
+        failed=report.reasons,
+        seconds=time.monotonic() - started,
+        model_version=classifier.version,
+    )
     logger.info(
         "batch of %d: %d scored, %d flagged, %d failed, %d skipped in %.2f s",
         len(image_ids),

@@ -85,6 +85,7 @@ def register(app: Celery, settings: Settings) -> None:
                     classifier=made["classifier"],
                     pool=made["pool"],
                     audit_fraction=state.settings.audit_fraction,
+                    settings=state.settings,
                 )
         except SQLAlchemyError as exc:
             # A lost connection or a lost race is worth a retry; anything else would fail again.

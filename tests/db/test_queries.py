@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from skinscreen.db import migrate, queries
@@ -103,6 +103,43 @@ def test_a_refused_file_is_seen_and_counted_but_registers_no_image(sessions: ses
         assert queries.is_seen(session, path="/inbox/x.jpg", size=3, mtime_ns=7)
         assert count(session, Image) == 0
         assert queries.status(session)["refused_files"] == {"permission denied": 1}
+
+
+def test_a_chunk_registers_in_a_fixed_number_of_statements_with_duplicates_in_order(
+    sessions: sessionmaker[Session],
+) -> None:
+    def chunk(names: list[str], contents: list[str]) -> list[queries.NewFile]:
+        return [
+            queries.NewFile(f"{FOLDER}/{n}", 100, 1, digest(c), "siteA", FOLDER)
+            for n, c in zip(names, contents, strict=True)
+        ]
+
+    with session_scope(sessions) as session:
+        known, _ = register(session, "known.jpg", content="old")
+    statements: list[str] = []
+    engine = sessions.kw["bind"]
+    listen = event.listens_for(engine, "before_cursor_execute")(lambda *a: statements.append(a[2]))
+    try:
+        with session_scope(sessions) as session:
+            small = queries.register_files(session, chunk(["s1.jpg"], ["s1"]))
+        few = len(statements)
+        with session_scope(sessions) as session:
+            names = [f"{i}.jpg" for i in range(40)] + ["again.jpg", "copy.jpg"]
+            got = queries.register_files(session, chunk(names, [f"c{i}" for i in range(40)] + ["c3", "old"]))
+    finally:
+        event.remove(engine, "before_cursor_execute", listen)
+
+    assert small[0][1] is True
+    assert len(statements) - few <= few + 1  # 42 files cost what 1 did (+1: the look-up of known bytes)
+    assert [new for _, new in got] == [True] * 40 + [False, False]
+    assert got[40][0] == got[3][0] and got[41][0] == known
+    assert [i for i, _ in got[:40]] == sorted(i for i, _ in got[:40])  # ids follow the files' order
+    with session_scope(sessions) as session:
+        assert count(session, Image) == 42
+        assert count(session, SeenFile) == 44
+        assert queries.seen_among(session, [(f"{FOLDER}/copy.jpg", 100, 1), (f"{FOLDER}/x.jpg", 100, 1)]) == {
+            (f"{FOLDER}/copy.jpg", 100, 1)
+        }
 
 
 def test_files_of_one_folder_share_one_batch(sessions: sessionmaker[Session]) -> None:

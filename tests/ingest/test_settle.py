@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -108,3 +109,16 @@ def test_a_file_deleted_while_tracked_is_forgotten(tmp_path: Path) -> None:
     assert len(tracker) == 0
     tracker.touch(path)  # a late event for the deleted path
     assert len(tracker) == 0
+
+
+def test_a_scan_once_takes_files_unchanged_for_the_settle_time_without_waiting(tmp_path: Path) -> None:
+    old, fresh = tmp_path / "old.jpg", tmp_path / "fresh.jpg"
+    old.write_bytes(b"x")
+    fresh.write_bytes(b"y")
+    os.utime(old, ns=(time.time_ns() - 60 * 10**9,) * 2)
+    tracker = SettleTracker(settle_seconds=30.0)
+    tracker.touch(old, by_mtime=True)
+    tracker.touch(fresh, by_mtime=True)  # written just now: it waits as any file would
+
+    assert [r.path for r in tracker.ready()] == [old]
+    assert len(tracker) == 1

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from sqlalchemy import update
+from sqlalchemy import delete
 
 from skinscreen.db.session import make_engine, make_session_factory, session_scope
 from skinscreen.db.tables import Image as ImageRow
@@ -18,7 +18,6 @@ from skinscreen.db.tables import Prediction
 from skinscreen.images import read_image
 from skinscreen.models.gradcam import load_gradcam
 from skinscreen.models.preprocess import resize_pixels
-from skinscreen.ops.promotion import promote
 from skinscreen.review import create_app
 from tests.conftest import build_tiny_model
 from tests.review.conftest import Seeded, review_settings, seed_database, token_for
@@ -34,23 +33,17 @@ def second_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def rescore(url: str, image_id: int, version: str) -> None:
-    """A newer prediction of `image_id` by another model version, which is then promoted (shown)."""
+    """`image_id`'s shown prediction becomes another model version's.
+
+    The tiny-test prediction is removed: reviewers see an image's first prediction until a version is
+    promoted (`skinscreen models promote`), and the case here must be the other version's.
+    """
     engine = make_engine(url)
     with session_scope(make_session_factory(engine)) as session:
+        session.execute(delete(Prediction).where(Prediction.image_id == image_id))
         session.add(
             Prediction(image_id=image_id, model_version=version, probability=0.9, flagged=True, threshold=0.5)
         )
-        session.flush()
-        promote(session, version, force=True)
-    engine.dispose()
-
-
-def scored_by(url: str, image_id: int, version: str) -> None:
-    """`image_id`'s only prediction names `version` (a model this server may not have)."""
-    engine = make_engine(url)
-    with session_scope(make_session_factory(engine)) as session:
-        stmt = update(Prediction).where(Prediction.image_id == image_id)
-        session.execute(stmt.values(model_version=version))
     engine.dispose()
 
 
@@ -58,10 +51,10 @@ def scored_by(url: str, image_id: int, version: str) -> None:
 def two_models(
     tmp_path: Path, tiny_model: Path, second_model: Path
 ) -> Iterator[tuple[TestClient, Seeded, dict[str, str]]]:
-    """Cases scored by tiny-test, one rescored by tiny-test-2 (promoted), one by a model this server lacks."""
+    """Cases scored by tiny-test, one by tiny-test-2 instead and one by a model this server lacks."""
     seeded = seed_database(f"sqlite:///{tmp_path / 's.db'}", tmp_path)
     rescore(seeded.url, seeded.ids["a1"], SECOND)
-    scored_by(seeded.url, seeded.ids["a2"], GONE)
+    rescore(seeded.url, seeded.ids["a2"], GONE)
     settings = review_settings(seeded.url, tmp=tmp_path, model=tiny_model).model_copy(
         update={"heatmap_models": [str(second_model)]}
     )

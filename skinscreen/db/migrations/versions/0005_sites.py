@@ -1,7 +1,7 @@
 """sites: per-site thresholds for a model version, and audit-sample marking on predictions
 
 Revision ID: 0005
-Revises: 0007
+Revises: 0006
 Create Date: 2026-11-30 09:40:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,256 @@
+"""`skinscreen dicom-listen`: a C-ECHO and C-STORE SCP that files received images into the inbox.
+
+Each instance is written under a hidden staging folder of the inbox (`.dicom-incoming/<AE>/<study>/`,
+which the ingester skips), as a temporary `.part` file renamed once complete. A study moves into
+`inbox/<calling AE>/<study date>/` once no instance of it has arrived for `dicom_quiet_seconds`, so
+the ingester takes the whole study at once, with the calling AE title as the site.
+
+Photographs only (the SOP classes `skinscreen.images` scores): any other storage SOP class is
+accepted at association time but its C-STORE is refused with status 0x0122 (SOP class not
+supported), which a sender reports per object. With `--allow`, an unknown calling AE title is
+rejected at association time (rejected-permanent, "calling AE title not recognised").
+
+Header values never reach a log: only status codes, counts and the calling AE title.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydicom.uid import UID
+from pynetdicom import AE, evt
+from pynetdicom.presentation import StoragePresentationContexts
+
+from skinscreen.dicomnet.address import folder_name
+from skinscreen.images import PHOTO_SOP_CLASSES
+
+logger = logging.getLogger(__name__)
+
+STAGING = ".dicom-incoming"
+VERIFICATION = "1.2.840.10008.1.1"
+STATUS_SUCCESS = 0x0000
+STATUS_SOP_CLASS_NOT_SUPPORTED = 0x0122
+STATUS_OUT_OF_RESOURCES = 0xA700
+STATUS_CANNOT_UNDERSTAND = 0xC000
+_UNCOMPRESSED = [
+    "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
+    "1.2.840.10008.1.2",  # Implicit VR Little Endian
+    "1.2.840.10008.1.2.1.99",  # Deflated Explicit VR Little Endian
+    "1.2.840.10008.1.2.2",  # Explicit VR Big Endian (retired, still sent by old devices)
+]
+_COMPRESSED = [
+    "1.2.840.10008.1.2.4.50",  # JPEG Baseline
+    "1.2.840.10008.1.2.4.51",  # JPEG Extended
+    "1.2.840.10008.1.2.4.57",  # JPEG Lossless
+    "1.2.840.10008.1.2.4.70",  # JPEG Lossless SV1
+    "1.2.840.10008.1.2.4.80",  # JPEG-LS Lossless
+    "1.2.840.10008.1.2.4.81",  # JPEG-LS Near-Lossless
+    "1.2.840.10008.1.2.4.90",  # JPEG 2000 Lossless
+    "1.2.840.10008.1.2.4.91",  # JPEG 2000
+    "1.2.840.10008.1.2.5",  # RLE Lossless
+]
+
+
+def decodable_syntaxes() -> list[str]:
+    """Uncompressed syntaxes plus the compressed ones pydicom has a decoder for here."""
+    from pydicom.pixels.decoders.base import get_decoder
+
+    out = list(_UNCOMPRESSED)
+    for uid in _COMPRESSED:
+        try:
+            if get_decoder(UID(uid)).is_available:
+                out.append(uid)
+        except NotImplementedError:
+            continue
+    return out
+
+
+def _study_date(value: object) -> str:
+    text = str(value or "").strip()
+    return text if re.fullmatch(r"\d{8}", text) else "nodate"
+
+
+def _file_name(sop_uid: object) -> str:
+    text = str(sop_uid or "").strip()
+    if not (text and UID(text).is_valid):
+        from pydicom.uid import generate_uid
+
+        text = generate_uid()
+    return f"{text}.dcm"
+
+
+@dataclass
+class _Study:
+    site: str
+    date: str
+    last: float = field(default_factory=time.monotonic)
+
+
+class StudyStager:
+    """Staged studies and their last arrival; `release_quiet` moves the quiet ones into the inbox."""
+
+    def __init__(self, inbox: Path, *, quiet_seconds: float) -> None:
+        self.inbox = inbox
+        self.root = inbox / STAGING
+        self.quiet = quiet_seconds
+        self._studies: dict[Path, _Study] = {}
+        self._lock = threading.Lock()
+        self.received = 0
+        self.refused = 0
+        self.released = 0
+        self._adopt_leftovers()
+
+    def _adopt_leftovers(self) -> None:
+        """Studies staged before a restart are released after a quiet time from now."""
+        if not self.root.is_dir():
+            return
+        for site_dir in self.root.iterdir():
+            for study_dir in site_dir.iterdir() if site_dir.is_dir() else []:
+                for date_dir in study_dir.iterdir() if study_dir.is_dir() else []:
+                    if date_dir.is_dir():
+                        self._studies[date_dir] = _Study(site_dir.name, date_dir.name)
+
+    def store(self, data: bytes, *, calling_ae: str, study_uid: str, study_date: str, sop_uid: str) -> Path:
+        """Write one instance atomically into its study's staging folder."""
+        site = folder_name(calling_ae)
+        study = study_uid if UID(study_uid).is_valid else "unknown-study"
+        folder = self.root / site / study / study_date
+        folder.mkdir(parents=True, exist_ok=True)
+        final = folder / _file_name(sop_uid)
+        partial = final.with_name(final.name + f".{os.getpid()}.{threading.get_ident()}.part")
+        with partial.open("wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(partial, final)
+        with self._lock:
+            self._studies[folder] = _Study(site, study_date)
+            self.received += 1
+        return final
+
+    def release_quiet(self, *, force: bool = False) -> int:
+        """Move every study quiet for `quiet` seconds into inbox/<site>/<date>/; return files moved."""
+        now = time.monotonic()
+        with self._lock:
+            due = [(p, s) for p, s in self._studies.items() if force or now - s.last >= self.quiet]
+            for path, _ in due:
+                del self._studies[path]
+        moved = 0
+        for folder, study in due:
+            target = self.inbox / study.site / study.date
+            target.mkdir(parents=True, exist_ok=True)
+            for src in sorted(folder.glob("*.dcm")):
+                dst = target / src.name
+                if dst.exists() and dst.read_bytes() != src.read_bytes():
+                    dst = target / f"{src.stem}.{time.time_ns()}.dcm"  # same UID, other content: keep both
+                os.replace(src, dst)
+                moved += 1
+            for empty in (folder, folder.parent):
+                with contextlib.suppress(OSError):  # not empty: another study of the same folder
+                    empty.rmdir()
+        if moved:
+            self.released += moved
+            logger.info("released %d received instances into the inbox", moved)
+        return moved
+
+
+class Listener:
+    """The SCP: C-ECHO, C-STORE of photographs into a StudyStager, other SOP classes refused."""
+
+    def __init__(
+        self,
+        inbox: Path,
+        *,
+        ae_title: str,
+        address: str,
+        port: int,
+        allow: list[str],
+        quiet_seconds: float,
+    ) -> None:
+        self.stager = StudyStager(inbox, quiet_seconds=quiet_seconds)
+        self.address = address
+        self.port = port
+        ae = AE(ae_title=ae_title)
+        ae.require_calling_aet = list(allow)
+        photo_syntaxes = decodable_syntaxes()
+        ae.add_supported_context(VERIFICATION)
+        for uid in sorted(PHOTO_SOP_CLASSES):
+            ae.add_supported_context(uid, photo_syntaxes)
+        # Other storage classes are negotiated so that their C-STORE gets a status a sender can show.
+        for context in StoragePresentationContexts:
+            other = context.abstract_syntax
+            if other is not None and other not in PHOTO_SOP_CLASSES:
+                ae.add_supported_context(other, _UNCOMPRESSED + _COMPRESSED)
+        ae.maximum_pdu_size = 0  # no limit on what we accept
+        self.ae = ae
+        self._server: Any = None
+        self._stop = threading.Event()
+
+    def handle_store(self, event: Any) -> int:
+        sop_class = str(event.request.AffectedSOPClassUID)
+        calling = str(event.assoc.requestor.ae_title).strip()
+        if sop_class not in PHOTO_SOP_CLASSES:
+            self.stager.refused += 1
+            logger.warning("refused a C-STORE from %s: SOP class %s is not a photograph", calling, sop_class)
+            return STATUS_SOP_CLASS_NOT_SUPPORTED
+        try:
+            ds = event.dataset
+            study_uid = str(ds.get("StudyInstanceUID", "") or "")
+            study_date = _study_date(ds.get("StudyDate"))
+            sop_uid = str(event.request.AffectedSOPInstanceUID)
+        except Exception:  # a data set pydicom cannot parse
+            self.stager.refused += 1
+            logger.warning("refused a C-STORE from %s: the data set cannot be decoded", calling)
+            return STATUS_CANNOT_UNDERSTAND
+        try:
+            self.stager.store(
+                event.encoded_dataset(),
+                calling_ae=calling,
+                study_uid=study_uid,
+                study_date=study_date,
+                sop_uid=sop_uid,
+            )
+        except OSError as exc:
+            logger.error("cannot write a received instance: %s", exc.strerror or type(exc).__name__)
+            return STATUS_OUT_OF_RESOURCES
+        return STATUS_SUCCESS
+
+    def start(self) -> None:
+        """Start accepting associations in background threads."""
+        handlers: list[Any] = [
+            (evt.EVT_C_STORE, self.handle_store),
+            (evt.EVT_C_ECHO, lambda _e: STATUS_SUCCESS),
+        ]
+        self._server = self.ae.start_server((self.address, self.port), block=False, evt_handlers=handlers)
+        logger.info("DICOM listener %s on %s:%d", self.ae.ae_title, self.address, self.port)
+
+    def tick(self) -> None:
+        self.stager.release_quiet()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+        # A study still arriving stays staged; the next start releases it after a quiet time.
+
+    def serve_forever(self, *, every: float = 0.25, also: Any = None) -> None:
+        """Release quiet studies (and run `also()`, e.g. a send pass) until `stop_event` is set."""
+        self.start()
+        try:
+            while not self._stop.wait(every):
+                self.tick()
+                if also is not None:
+                    also()
+        finally:
+            self.stop()
+
+    def request_stop(self) -> None:
+        self._stop.set()

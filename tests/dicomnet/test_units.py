@@ -1,0 +1,138 @@
+"""The DICOM pieces without a network or a model: addresses, staging, export rows, the outbox."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+import pytest
+from sqlalchemy import select
+
+from skinscreen.config import Settings
+from skinscreen.db import migrate, queries
+from skinscreen.db.session import make_engine, make_session_factory, session_scope
+from skinscreen.db.tables import DicomExport, ExportState, utcnow
+from skinscreen.dicomnet import exports
+from skinscreen.dicomnet.address import folder_name, parse_destination
+from skinscreen.dicomnet.listener import STAGING, StudyStager
+from skinscreen.dicomnet.sender import ResultBuilder, send_due
+from skinscreen.images import DicomInfo, read_image
+from skinscreen.models.screening import FileScore
+from tests.dicom_factory import make_dicom
+
+SOURCE = Path(__file__).resolve().parents[1] / "data" / "isic_test_malignant_13.jpg"
+
+
+def test_destinations_are_parsed_and_bad_ones_explained() -> None:
+    dest = parse_destination("PACS@10.0.0.7:104")
+    assert (dest.ae_title, dest.host, dest.port) == ("PACS", "10.0.0.7", 104)
+    for bad, words in [
+        ("10.0.0.7:104", "AE@host:port"),
+        ("PACS@10.0.0.7", "host:port"),
+        ("A_TITLE_LONGER_THAN_16@h:1", "1-16"),
+        ("PACS@h:70000", "1-65535"),
+    ]:
+        with pytest.raises(ValueError, match=words):
+            parse_destination(bad)
+    with pytest.raises(ValueError):
+        Settings(dicom_destination="nonsense")
+
+
+def test_calling_ae_titles_become_safe_folder_names() -> None:
+    assert folder_name("DERMCAM 1") == "DERMCAM_1"
+    assert folder_name("../../etc") == "etc"
+    assert folder_name(".hidden") == "hidden"
+    assert folder_name("   ") == "UNKNOWN_AE"
+
+
+def test_a_study_reaches_the_inbox_whole_after_the_quiet_time(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    stager = StudyStager(inbox, quiet_seconds=0.3)
+    for n in range(3):
+        stager.store(
+            b"x" * 10, calling_ae="CAM", study_uid="1.2.3", study_date="20240115", sop_uid=f"1.2.3.{n}"
+        )
+    assert stager.release_quiet() == 0  # still arriving
+    assert not (inbox / "CAM").exists()
+    assert not list(inbox.rglob("*.part"))
+    time.sleep(0.35)
+    assert stager.release_quiet() == 3
+    assert sorted(p.name for p in (inbox / "CAM" / "20240115").iterdir()) == [
+        f"1.2.3.{n}.dcm" for n in range(3)
+    ]
+
+    # Staged before a restart: released by the next listener after a quiet time.
+    stager.store(b"y", calling_ae="CAM", study_uid="1.2.4", study_date="nodate", sop_uid="not a uid")
+    again = StudyStager(inbox, quiet_seconds=0.0)
+    assert again.release_quiet() == 1
+    assert len(list((inbox / "CAM" / "nodate").iterdir())) == 1
+    assert not any((inbox / STAGING).rglob("*.dcm"))
+
+
+class NoGradCam(ResultBuilder):
+    """The overlay without Keras: the image itself (the Grad-CAM path is covered end to end)."""
+
+    def overlay(self, image: Any, version: str) -> Any:
+        return read_image(image.path).pixels
+
+
+@pytest.fixture
+def scored_dicom(tmp_path: Path) -> tuple[Any, Path, int]:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    migrate.upgrade(url)
+    sessions = make_session_factory(make_engine(url))
+    src = make_dicom(SOURCE, tmp_path / "inbox" / "CAM" / "20240115" / "one.dcm", syntax="explicit_le")
+    ds = pydicom.dcmread(src)
+    with session_scope(sessions) as session:
+        image_id, _ = queries.register_file(
+            session, path=str(src), size=1, mtime_ns=1, sha256="a" * 64, site="CAM", folder=str(src.parent)
+        )
+        dicom = DicomInfo(study_uid=ds.StudyInstanceUID, sop_uid=ds.SOPInstanceUID)
+        score = FileScore(src, 0.8, True, 0.5, None, "dicom", dicom)
+        queries.save_scores(session, {image_id: score}, model_version="v1")
+    return sessions, src, image_id
+
+
+def test_results_go_to_the_outbox_once_and_unwritable_ones_wait(
+    scored_dicom: tuple[Any, Path, int], tmp_path: Path
+) -> None:
+    sessions, src, image_id = scored_dicom
+    outbox = tmp_path / "outbox"
+    outbox.write_text("a file where the folder should be")
+    settings = Settings(dicom_outbox=outbox, export_backoff=60, model="default")
+    with session_scope(sessions) as session:
+        ids = [image_id]
+        assert exports.queue_scored(session, ids, model_version="v1", settings=settings) == 2
+        assert exports.queue_scored(session, ids, model_version="v1", settings=settings) == 0  # idempotent
+        assert exports.queue_scored(session, ids, model_version="v1", settings=Settings()) == 0  # results off
+
+    report = send_due(sessions, settings, builder=NoGradCam(settings))
+    assert (report.sent, report.pending) == (0, 2)
+    with session_scope(sessions) as session:
+        rows = session.execute(select(DicomExport)).scalars().all()
+        assert all(r.state == ExportState.pending and r.attempts == 1 for r in rows)
+        assert all(r.next_attempt_at.replace(tzinfo=None) > utcnow().replace(tzinfo=None) for r in rows)
+    assert send_due(sessions, settings, builder=NoGradCam(settings)).pending == 0  # backing off: not due
+
+    outbox.unlink()
+    report = send_due(sessions, settings, everything=True, builder=NoGradCam(settings))
+    assert (report.sent, report.failed, report.pending) == (2, 0, 0)
+    written = sorted(outbox.rglob("*.dcm"))
+    assert len(written) == 2
+    source = pydicom.dcmread(src)
+    for path in written:
+        ds = pydicom.dcmread(path)
+        assert ds.StudyInstanceUID == source.StudyInstanceUID == path.parent.name
+        assert ds.PatientID == source.PatientID
+    with session_scope(sessions) as session:
+        assert exports.counts(session) == {"pending": 0, "sent": 2, "failed": 0}
+        assert {r["state"] for r in exports.list_exports(session)} == {ExportState.sent}
+
+
+def test_the_backoff_doubles_up_to_its_cap() -> None:
+    settings = Settings(export_backoff=10, export_backoff_max=35)
+    assert [exports.backoff(n, settings).total_seconds() for n in (1, 2, 3, 4)] == [10, 20, 35, 35]
+    assert np.isclose(exports.backoff(0, settings).total_seconds(), 10)
