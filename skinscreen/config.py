@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     token_hours: float = Field(default=24.0, gt=0, le=24 * 365)
     """An API bearer token from POST /api/token lasts this many hours."""
 
+    audit_fraction: float = Field(default=0.05, ge=0.0, le=1.0)
+    """Share of unflagged cases per site drawn (seeded per image) into the review queue, blinded."""
     api_docs: bool = False
     """Serve the interactive API docs (/docs, /redoc: Swagger UI and ReDoc load their scripts from a public
     CDN); /openapi.json is always served."""

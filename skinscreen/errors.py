@@ -6,7 +6,8 @@ SkinScreenError
  ├── FileChangedError      a case's file no longer has the sha256 that was scored
  ├── ModelError            a model directory that cannot be loaded or used
  │    └── ModelUnavailableError  the model version a stored score names is not here
- └── DatasetError          a training or evaluation folder without the expected layout
+ ├── DatasetError          a training or evaluation folder without the expected layout
+ └── CalibrationError      a site calibration the sample cannot support, or an unknown site
 """
 
 from __future__ import annotations
@@ -46,3 +47,7 @@ class ModelUnavailableError(ModelError):
 
 class DatasetError(SkinScreenError):
     """Raised when a data folder lacks the benign/ and malignant/ layout or has no images."""
+
+
+class CalibrationError(SkinScreenError):
+    """Raised when a site calibration is refused: a sample too small for the asked sensitivity, or no data."""

@@ -70,7 +70,14 @@ def run_embedded(
 
         def send(ids: list[int]) -> None:
             summary.counts.add(
-                score_ids(ids, sessions=sessions, classifier=classifier, pool=pool, settings=settings)
+                score_ids(
+                    ids,
+                    sessions=sessions,
+                    classifier=classifier,
+                    pool=pool,
+                    audit_fraction=settings.audit_fraction,
+                    settings=settings,
+                )
             )
             bar.update(len(ids))
             bar.set_postfix(flagged=summary.counts.flagged, failed=summary.counts.failed, refresh=False)

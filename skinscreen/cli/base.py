@@ -51,6 +51,7 @@ COMMAND_MODULES = {
     **dict.fromkeys(["train", "export", "quantize"], "training_commands"),
     "bench": "bench_commands",
     **dict.fromkeys(["serve", "users", "reviews"], "review_commands"),
+    **dict.fromkeys(["sites", "calibrate", "model-reference"], "site_commands"),
     **dict.fromkeys(["models", "rescore", "purge"], "ops_commands"),
     **dict.fromkeys(["dicom-listen", "exports"], "dicom_commands"),
 }

@@ -245,7 +245,13 @@ def rescore(
 
             with ThreadPoolExecutor(max_workers=settings.threads or 2, thread_name_prefix="decode") as pool:
                 report = run_rescore(
-                    ids, sessions=sessions, classifier=classifier, pool=pool, batch_size=size, on_batch=step
+                    ids,
+                    sessions=sessions,
+                    classifier=classifier,
+                    pool=pool,
+                    batch_size=size,
+                    audit_fraction=settings.audit_fraction,
+                    on_batch=step,
                 )
         bar.close()
         summary = report.as_dict()

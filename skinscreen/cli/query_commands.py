@@ -41,7 +41,8 @@ def cases(
     filters = CaseFilter(flagged=flagged, state=State(state) if state else None, since=since)
     engine = reading_engine(settings.database_url)
     with session_scope(make_session_factory(engine)) as session:
-        rows = list(itertools.islice(iter_cases(session, filters), limit))
+        # Admins' command line: audit cases keep their scores (the review workspace hides them).
+        rows = list(itertools.islice(iter_cases(session, filters, blind=False), limit))
     engine.dispose()
     columns = CLI_CASE_COLUMNS if fmt != "table" else CLI_TABLE_COLUMNS
     write_rows(rows, fmt=fmt, columns=columns)
@@ -51,15 +52,17 @@ def cases(
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.pass_obj
 def status(settings: Settings, fmt: str) -> None:
-    """Counts by state, queue depth, recent throughput and failures by reason."""
+    """Counts by state, queue depth, recent throughput, failures by reason and drift warnings per batch."""
     from skinscreen.db import queries
     from skinscreen.db.readiness import reading_engine
     from skinscreen.db.session import make_session_factory, session_scope
     from skinscreen.dicomnet.exports import counts as export_counts
+    from skinscreen.sites.report import drift_report
 
     engine = reading_engine(settings.database_url)
     with session_scope(make_session_factory(engine)) as session:
         report = queries.status(session)
+        report.update(drift_report(session, model=settings.model))
         report["dicom_exports"] = export_counts(session)
     engine.dispose()
     report["queue_depth"] = queue_depth(settings.broker_url)
@@ -84,6 +87,14 @@ def status(settings: Settings, fmt: str) -> None:
         click.echo("DICOM results    " + ", ".join(f"{n} {state}" for state, n in exports.items()))
     for reason, count in report["refused_files"].items():
         click.echo(f"  refused: {count} x {reason}")
+    if report.get("drift_note"):
+        click.echo(f"drift           not checked: {report['drift_note']}")
+    for entry in report["drift"]:
+        if entry["warning"]:
+            click.echo(
+                f"  DRIFT site {entry['site']}, batch {entry['batch']} ({entry['n']} cases): "
+                f"{entry['warning']}"
+            )
 
 
 COMMANDS = [cases, status]

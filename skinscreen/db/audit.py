@@ -43,6 +43,11 @@ class Action(enum.StrEnum):
     model_promoted = "model_promoted"
     purge = "purge"
     backup = "backup"
+    # Sites (skinscreen.sites): operating points changed, cases re-decided, drift noticed.
+    site_calibrated = "site_calibrated"
+    site_cleared = "site_cleared"
+    site_reflagged = "site_reflagged"
+    drift_warning = "drift_warning"
 
 
 def record(

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import ColumnElement, Select, exists, func, select, update
+from sqlalchemy import ColumnElement, Select, and_, case, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from skinscreen.db.queries import latest_prediction
@@ -44,6 +44,7 @@ class CaseFilter(BaseModel):
 
     flagged: bool | None = None
     reviewed: bool | None = None
+    audit: bool | None = Field(default=None, description="only audit-sample cases (or only others)")
     state: State | None = None
     site: Label | None = None
     batch: int | None = Field(default=None, ge=1, le=MAX_ID)
@@ -83,6 +84,20 @@ def _has_review() -> ColumnElement[bool]:
     return exists(select(Review.id).where(Review.image_id == Image.id))
 
 
+def _blinded() -> ColumnElement[bool]:
+    """An audit case without a verdict: probability and heatmap stay hidden so the verdict is not anchored.
+
+    `Prediction` is the shown one (`queries.latest_prediction`: the promoted model version's), so the
+    audit marking followed is that of the prediction reviewers would otherwise see.
+    """
+    return and_(Prediction.audit.is_(True), ~_has_review())
+
+
+def _visible_probability() -> Any:
+    # Filters and sorting see no probability for a blinded case, or its rank would give the score away.
+    return case((_blinded(), None), else_=Prediction.probability)
+
+
 def _cases(filters: CaseFilter) -> Select[Any]:
     latest, counts = latest_prediction(), _review_counts()
     stmt = (
@@ -97,6 +112,8 @@ def _cases(filters: CaseFilter) -> Select[Any]:
         stmt = stmt.where(Prediction.flagged.is_(f.flagged))
     if f.reviewed is not None:
         stmt = stmt.where(_has_review() if f.reviewed else ~_has_review())
+    if f.audit is not None:
+        stmt = stmt.where(Prediction.audit.is_(f.audit))
     if f.state is not None:
         stmt = stmt.where(Image.state == f.state)
     if f.site is not None:
@@ -108,19 +125,23 @@ def _cases(filters: CaseFilter) -> Select[Any]:
     if f.until is not None:
         stmt = stmt.where(Image.created_at < as_utc(f.until))
     if f.min_probability is not None:
-        stmt = stmt.where(Prediction.probability >= f.min_probability)
+        stmt = stmt.where(_visible_probability() >= f.min_probability)
     if f.max_probability is not None:
-        stmt = stmt.where(Prediction.probability <= f.max_probability)
+        stmt = stmt.where(_visible_probability() <= f.max_probability)
     return stmt
 
 
 def _ordered(stmt: Select[Any], *, sort: str, descending: bool) -> Select[Any]:
-    column: Any = {"probability": Prediction.probability, "created": Image.created_at, "id": Image.id}[sort]
+    column: Any = {"probability": _visible_probability(), "created": Image.created_at, "id": Image.id}[sort]
     key = column.desc() if descending else column.asc()
     return stmt.order_by(key.nulls_last(), Image.id.desc() if descending else Image.id)
 
 
-def _row(image: Image, pred: Prediction | None, site: str | None, reviews: int) -> dict[str, Any]:
+def _row(
+    image: Image, pred: Prediction | None, site: str | None, reviews: int, *, blind: bool = True
+) -> dict[str, Any]:
+    audit = bool(pred.audit) if pred else False
+    blinded = blind and audit and not reviews
     return {
         "id": image.id,
         "batch_id": image.batch_id,
@@ -128,10 +149,12 @@ def _row(image: Image, pred: Prediction | None, site: str | None, reviews: int) 
         "format": image.format,
         "state": image.state.value,
         "reason": image.reason,
-        "probability": pred.probability if pred else None,
+        "probability": pred.probability if pred and not blinded else None,
         "flagged": pred.flagged if pred else None,
         "threshold": pred.threshold if pred else None,
         "model_version": pred.model_version if pred else None,
+        "audit": audit,
+        "blinded": blinded,
         "reviews": int(reviews),
         "created_at": image.created_at,
     }
@@ -160,6 +183,7 @@ def iter_cases(
     sort: str = "probability",
     descending: bool = True,
     chunk: int = 500,
+    blind: bool = True,
 ) -> Iterator[dict[str, Any]]:
     """Every matching case, with its path, fetched a chunk at a time (for exports)."""
     stmt = _ordered(_cases(filters), sort=sort, descending=descending)
@@ -168,7 +192,7 @@ def iter_cases(
         rows = session.execute(stmt.offset(offset).limit(chunk)).all()
         for image, pred, site, reviews in rows:
             yield {
-                **_row(image, pred, site, reviews),
+                **_row(image, pred, site, reviews, blind=blind),
                 "path": image.path,
                 "sha256": image.sha256,
                 "study_uid": image.study_uid,
@@ -229,7 +253,25 @@ def case_exists(session: Session, image_id: int) -> bool:
     return session.execute(select(Image.id).where(Image.id == image_id)).first() is not None
 
 
+QUEUE = CaseFilter(flagged=True, reviewed=False)
+AUDIT_QUEUE = CaseFilter(audit=True, reviewed=False)
+
+
 def first_in_queue(session: Session) -> int | None:
-    """The id of the flagged, unreviewed case with the highest probability."""
-    rows, _ = list_cases(session, CaseFilter(flagged=True, reviewed=False), limit=1)
+    """The flagged unreviewed case with the highest probability; when none is left, the oldest audit case."""
+    rows, _ = list_cases(session, QUEUE, limit=1)
+    if not rows:
+        rows, _ = list_cases(session, AUDIT_QUEUE, sort="id", descending=False, limit=1)
     return rows[0]["id"] if rows else None
+
+
+def is_blinded(session: Session, image_id: int) -> bool:
+    """Whether the case is an audit case still waiting for its verdict (no probability, no heatmap)."""
+    latest = latest_prediction()
+    stmt = (
+        select(Prediction.id)
+        .join(latest, latest.c.pid == Prediction.id)
+        .join(Image, Image.id == Prediction.image_id)
+        .where(Prediction.image_id == image_id, _blinded())
+    )
+    return session.execute(stmt).first() is not None

@@ -25,17 +25,26 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def _save(sessions: sessionmaker[Session], scores: Mapping[int, FileScore], model_version: str) -> None:
+def _save(
+    sessions: sessionmaker[Session],
+    scores: Mapping[int, FileScore],
+    model_version: str,
+    audit_fraction: float,
+) -> None:
     with session_scope(sessions) as session:
-        queries.save_scores(session, scores, model_version=model_version)
+        queries.save_scores(session, scores, model_version=model_version, audit_fraction=audit_fraction)
 
 
 def store_scores(
-    sessions: sessionmaker[Session], scores: Mapping[int, FileScore], *, model_version: str
+    sessions: sessionmaker[Session],
+    scores: Mapping[int, FileScore],
+    *,
+    model_version: str,
+    audit_fraction: float = 0.0,
 ) -> dict[int, FileScore]:
     """Store the scores; return them as stored (an image the database refused comes back failed)."""
     try:
-        _save(sessions, scores, model_version)
+        _save(sessions, scores, model_version, audit_fraction)
         return dict(scores)
     except Exception as exc:
         if not errors.is_permanent(exc) or len(scores) == 0:
@@ -48,7 +57,7 @@ def store_scores(
     stored: dict[int, FileScore] = {}
     for image_id, score in scores.items():
         try:
-            _save(sessions, {image_id: score}, model_version)
+            _save(sessions, {image_id: score}, model_version, audit_fraction)
             stored[image_id] = score
             continue
         except Exception as exc:
@@ -59,7 +68,7 @@ def store_scores(
             score, probability=None, flagged=None, threshold=None, reason=reason, dicom=None
         )
         try:
-            _save(sessions, {image_id: failed}, model_version)
+            _save(sessions, {image_id: failed}, model_version, audit_fraction)
         except Exception as again:
             if not errors.is_permanent(again):
                 raise

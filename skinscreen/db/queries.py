@@ -13,6 +13,7 @@ from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from skinscreen.db import sites
 from skinscreen.db.dicom_values import dicom_values
 from skinscreen.db.tables import Batch, Image, ModelPromotion, Prediction, SeenFile, State, utcnow
 
@@ -201,12 +202,17 @@ def images_to_score(
     return [(i, p) for i, p in session.execute(stmt)]
 
 
-def save_scores(session: Session, scores: Mapping[int, FileScore], *, model_version: str) -> None:
+def save_scores(
+    session: Session, scores: Mapping[int, FileScore], *, model_version: str, audit_fraction: float = 0.0
+) -> None:
     """Insert predictions (the first write wins) and set each image's state, reason and DICOM fields.
 
     `scores` maps image ids to their results; flag and threshold are stored as scoring set them.
+    Unflagged cases are drawn into their site's audit sample with `audit_fraction` (`sites.audit_ids`).
     """
     now = utcnow()
+    flagged = {i: bool(s.flagged) for i, s in scores.items() if s.probability is not None}
+    audit = sites.audit_ids(session, flagged, fraction=audit_fraction)
     predictions = [
         {
             "image_id": image_id,
@@ -214,6 +220,7 @@ def save_scores(session: Session, scores: Mapping[int, FileScore], *, model_vers
             "probability": s.probability,
             "flagged": s.flagged,
             "threshold": s.threshold,
+            "audit": image_id in audit,
             "created_at": now,
         }
         for image_id, s in scores.items()

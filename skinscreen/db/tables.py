@@ -1,4 +1,4 @@
-"""SQL tables: batches of dropped files, images (one per distinct content), seen paths, predictions."""
+"""SQL tables: batches, images (one per distinct content), seen paths, predictions, sites, review."""
 
 from __future__ import annotations
 
@@ -117,10 +117,33 @@ class Prediction(Base):
     model_version: Mapped[str] = mapped_column(String(100))
     probability: Mapped[float] = mapped_column(Float)
     flagged: Mapped[bool] = mapped_column(Boolean, index=True)
-    threshold: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)  # the threshold in force when `flagged` was decided
+    # Unflagged and drawn into the blinded audit sample (skinscreen.db.sites.audit_draw).
+    audit: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
 
     image: Mapped[Image] = relationship(back_populates="predictions")
+
+
+class SiteThreshold(Base):
+    """A site's own operating point for one model version, with the evidence it was chosen on.
+
+    Absent: the model's own threshold is in force. Clearing deletes the row; the audit trail keeps
+    every calibration and clear with its evidence.
+    """
+
+    __tablename__ = "site_threshold"
+    __table_args__ = (UniqueConstraint("site", "model_version", name="uq_site_threshold"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site: Mapped[str] = mapped_column(String(200))
+    model_version: Mapped[str] = mapped_column(String(100))
+    threshold: Mapped[float] = mapped_column(Float)
+    target_sensitivity: Mapped[float] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String(20))  # "sample" (a labelled folder) or "reviews"
+    evidence: Mapped[str] = mapped_column(Text)  # JSON: counts, estimates with intervals, sample histogram
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class Role(enum.StrEnum):

@@ -3,6 +3,9 @@
 Only `prediction` rows are added (one per image and version; a repeat adds nothing). An image's state,
 reason and the predictions reviewers see do not change: that takes `skinscreen models promote`.
 Embedded (`rescore`) and the workers (`skinscreen.worker.rescore_tasks`) both go through `rescore_ids`.
+Each new prediction is drawn into its site's audit sample as the first scoring does (`sites.audit_ids`:
+seeded per image, so an image unflagged by both versions is an audit case under either), so the audit
+sample and its blinding hold whichever version is promoted.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from skinscreen.db import sites
 from skinscreen.db.queries import _insert_or_nothing
 from skinscreen.db.session import session_scope
 from skinscreen.db.tables import Batch, Image, Prediction, State, utcnow
@@ -74,7 +78,12 @@ def rescore_targets(
 
 
 def rescore_ids(
-    image_ids: Sequence[int], *, sessions: sessionmaker[Session], classifier: Scorer, pool: Executor
+    image_ids: Sequence[int],
+    *,
+    sessions: sessionmaker[Session],
+    classifier: Scorer,
+    pool: Executor,
+    audit_fraction: float = 0.0,
 ) -> RescoreReport:
     """Score these images with `classifier` and add its predictions; safe to repeat."""
     report = RescoreReport(version=classifier.version, targets=len(image_ids))
@@ -92,7 +101,7 @@ def rescore_ids(
         [Path(path) for _, path in rows], classifier=classifier, batch_size=len(rows), pool=pool
     )
     now = utcnow()
-    values = []
+    values: list[dict[str, Any]] = []
     for (image_id, _), score in zip(rows, scores, strict=True):
         if score.probability is None:
             report.failed += 1
@@ -114,6 +123,10 @@ def rescore_ids(
         )
     if values:
         with session_scope(sessions) as session:
+            drawn = {int(v["image_id"]): bool(v["flagged"]) for v in values}
+            audit = sites.audit_ids(session, drawn, fraction=audit_fraction)
+            for v in values:
+                v["audit"] = v["image_id"] in audit
             stmt = _insert_or_nothing(session, Prediction.__table__, ["image_id", "model_version"])
             session.execute(stmt, values)
     logger.info(
@@ -133,13 +146,18 @@ def rescore(
     classifier: Scorer,
     pool: Executor,
     batch_size: int = 32,
+    audit_fraction: float = 0.0,
     on_batch: Callable[[RescoreReport], None] | None = None,
 ) -> RescoreReport:
     """Re-score in this process, a batch at a time (`on_batch` after each, for progress)."""
     total = RescoreReport(version=classifier.version, targets=len(image_ids))
     for start in range(0, len(image_ids), batch_size):
         part = rescore_ids(
-            image_ids[start : start + batch_size], sessions=sessions, classifier=classifier, pool=pool
+            image_ids[start : start + batch_size],
+            sessions=sessions,
+            classifier=classifier,
+            pool=pool,
+            audit_fraction=audit_fraction,
         )
         total.add(part)
         if on_batch is not None:

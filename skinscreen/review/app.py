@@ -23,7 +23,7 @@ from skinscreen.config import Settings
 from skinscreen.db.session import make_engine, make_session_factory
 from skinscreen.errors import ConfigError
 from skinscreen.models.gradcam import GradCam, load_gradcam
-from skinscreen.review import routes_api, routes_pages
+from skinscreen.review import routes_api, routes_pages, routes_sites
 from skinscreen.review.auth import LoginRequiredError, ReviewContext
 from skinscreen.review.casefiles import read_case_file
 from skinscreen.review.heatmaps import CaseImages, HeatmapStore, shipped_models
@@ -93,6 +93,7 @@ def create_app(settings: Settings, *, gradcam_loader: Callable[[Path], GradCam] 
     app.middleware("http")(security_headers if docs else strict_security_headers)
     app.include_router(routes_api.router)
     app.include_router(routes_pages.router)
+    app.include_router(routes_sites.router)
     in_force = next(iter(heatmaps.cards))  # settings.model's version comes first
     app.include_router(metrics_router(settings, app.state.review.sessions, model_version=in_force))
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

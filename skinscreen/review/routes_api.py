@@ -196,17 +196,25 @@ def case_image(
     )
 
 
-@router.get("/cases/{case_id}/heatmap.png", tags=["cases"], response_class=Response, responses=PNG)
+@router.get(
+    "/cases/{case_id}/heatmap.png",
+    tags=["cases"],
+    response_class=Response,
+    responses={**PNG, 403: {"description": "an audit case before its verdict"}},
+)
 def case_heatmap(
     case_id: CaseId, user: ApiUser, session: DB, request: Request, size: MaxSide = 1024
 ) -> Response:
     """The image with the Grad-CAM heatmap of the model version that scored it (made once, then cached).
 
-    404 when the case has no score yet, or when that model version is not available on this server.
+    404 when the case has no score yet, or when that model version is not available on this server;
+    403 for an audit case until its verdict is given: the map would anchor the reviewer.
     """
     case = _case_file(session, case_id)
     if case.model_version is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "the case has no score yet, so no heatmap")
+    if cases.is_blinded(session, case_id):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "audit case: the heatmap is shown after the verdict")
     images = context(request).images
 
     def draw() -> tuple[bytes, dict[str, str]]:

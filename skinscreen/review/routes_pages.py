@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from skinscreen.db import accounts, cases
 from skinscreen.db.audit import Action, list_events, record
 from skinscreen.db.batches import batch_summaries
-from skinscreen.db.cases import MAX_ID, CaseFilter
+from skinscreen.db.cases import MAX_ID
 from skinscreen.db.tables import Verdict
 from skinscreen.review.actions import authenticate, client_address, give_verdict, open_case
 from skinscreen.review.auth import DB, PageAdmin, PageUser, Principal, context, csrf_token, sign_in, sign_out
@@ -92,14 +92,15 @@ def logout(request: Request, user: PageUser, session: DB) -> Response:
 
 @router.get("/")
 def queue(request: Request, user: PageUser, session: DB, page: PageNumber = 1) -> HTMLResponse:
-    """Flagged cases without a verdict, highest probability first."""
-    rows, total = cases.list_cases(
-        session, CaseFilter(flagged=True, reviewed=False), offset=(page - 1) * PER_PAGE, limit=PER_PAGE
+    """Flagged cases without a verdict, highest probability first; then the blinded audit sample."""
+    rows, total = cases.list_cases(session, cases.QUEUE, offset=(page - 1) * PER_PAGE, limit=PER_PAGE)
+    audit_rows, audit_total = cases.list_cases(
+        session, cases.AUDIT_QUEUE, sort="id", descending=False, limit=PER_PAGE
     )
     pages = max(1, math.ceil(total / PER_PAGE))
-    return render(
-        request, "queue.html", {"rows": rows, "total": total, "page": page, "pages": pages}, user=user
-    )
+    values = {"rows": rows, "total": total, "page": page, "pages": pages}
+    values.update(audit_rows=audit_rows, audit_total=audit_total)
+    return render(request, "queue.html", values, user=user)
 
 
 @router.get("/cases/{case_id}")
@@ -142,7 +143,13 @@ def add_verdict(
 
 @router.get("/batches")
 def batches(request: Request, user: PageUser, session: DB) -> HTMLResponse:
-    return render(request, "batches.html", {"batches": batch_summaries(session)}, user=user)
+    from skinscreen.sites.report import batch_drift, model_info, note_warnings
+
+    drift = batch_drift(session, model=model_info(context(request).settings.model))
+    note_warnings(session, drift)
+    session.commit()
+    values = {"batches": batch_summaries(session), "drift": {d["batch"]: d for d in drift}}
+    return render(request, "batches.html", values, user=user)
 
 
 @router.get("/audit")

@@ -62,10 +62,12 @@ class CaseOut(BaseModel):
     format: str | None
     state: State
     reason: str | None
-    probability: float | None
+    probability: float | None = Field(description="null while the case is blinded")
     flagged: bool | None
     threshold: float | None
     model_version: str | None
+    audit: bool = Field(description="drawn into the site's audit sample of unflagged cases")
+    blinded: bool = Field(description="an audit case without a verdict: no probability, no heatmap")
     reviews: int
     created_at: Timestamp
 

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from skinscreen import metrics
 from skinscreen.config import Settings
 from skinscreen.counts import Counts
-from skinscreen.db import queries
+from skinscreen.db import queries, sites
 from skinscreen.db.outcomes import store_scores
 from skinscreen.db.session import session_scope
 from skinscreen.dicomnet.exports import queue_scored as queue_dicom_results
@@ -29,23 +29,35 @@ def score_ids(
     sessions: sessionmaker[Session],
     classifier: Scorer,
     pool: Executor,
+    audit_fraction: float = 0.0,
     settings: Settings | None = None,
 ) -> Counts:
-    """Score the ids still waiting for this model version; ids already done are skipped (safe to repeat)."""
+    """Score the ids still waiting for this model version; ids already done are skipped (safe to repeat).
+
+    Each image is flagged with its site's threshold for this model version, or the model's own.
+    """
     started = time.monotonic()
     with session_scope(sessions) as session:
         todo = queries.images_to_score(session, list(image_ids), model_version=classifier.version)
+        limits = sites.thresholds_in_force(
+            session, [i for i, _ in todo], model_version=classifier.version, default=classifier.threshold
+        )
     report = Counts(skipped=len(set(image_ids)) - len(todo))
     if not todo:
         return report
     scores = score_files(
-        [Path(path) for _, path in todo], classifier=classifier, batch_size=len(todo), pool=pool
+        [Path(path) for _, path in todo],
+        classifier=classifier,
+        threshold=[limits[i] for i, _ in todo],
+        batch_size=len(todo),
+        pool=pool,
     )
     # An image whose data the database refuses comes back failed; the rest of the batch is stored.
     stored = store_scores(
         sessions,
         {image_id: s for (image_id, _), s in zip(todo, scores, strict=True)},
         model_version=classifier.version,
+        audit_fraction=audit_fraction,
     )
     # DICOM input: its results (SR, Secondary Capture) wait to be sent back (skinscreen.dicomnet).
     with session_scope(sessions) as session:

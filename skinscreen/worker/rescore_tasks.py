@@ -60,6 +60,10 @@ def register(app: Celery, settings: Settings) -> None:
 
         made = state.get()
         report = rescore_ids(
-            image_ids, sessions=made["sessions"], classifier=state.classifier(version), pool=made["pool"]
+            image_ids,
+            sessions=made["sessions"],
+            classifier=state.classifier(version),
+            pool=made["pool"],
+            audit_fraction=state.settings.audit_fraction,
         )
         return asdict(report)

@@ -84,6 +84,7 @@ def register(app: Celery, settings: Settings) -> None:
                     sessions=made["sessions"],
                     classifier=made["classifier"],
                     pool=made["pool"],
+                    audit_fraction=state.settings.audit_fraction,
                     settings=state.settings,
                 )
         except SQLAlchemyError as exc:

@@ -77,8 +77,8 @@ def test_backup_break_restore_brings_every_row_back(database: str, tmp_path: Pat
     # Break it: a lost verdict table and audit rows written after the backup.
     engine = make_engine(database)
     with engine.begin() as conn:
-        # CASCADE: DICOM export rows refer to verdicts (PostgreSQL refuses a plain drop; SQLite ignores it).
-        conn.execute(sa.text("DROP TABLE review" + (" CASCADE" if database.startswith("postgresql") else "")))
+        # CASCADE: on PostgreSQL the DICOM export rows' foreign key (migration 0006) goes with it.
+        conn.execute(sa.text("DROP TABLE review" + ("" if database.startswith("sqlite") else " CASCADE")))
         late = "INSERT INTO audit_event (action, detail, created_at) VALUES ('login', 'x', CURRENT_TIMESTAMP)"
         conn.execute(sa.text(late))
     engine.dispose()

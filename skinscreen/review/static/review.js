@@ -30,6 +30,7 @@ document.addEventListener("DOMContentLoaded", () => {
   }
 
   if (form) {
+    // Audit cases have no heatmap until the verdict, but the verdict keys work the same.
     document.addEventListener("keydown", (event) => {
       if (event.ctrlKey || event.metaKey || event.altKey) return;
       const target = event.target;

@@ -1,0 +1,122 @@
+"""The site commands through click: calibrate refuses small samples, sites reports estimates, status warns."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from skinscreen.cli import cli
+from skinscreen.errors import CalibrationError
+from skinscreen.sites import stats
+from skinscreen.sites.drift import Reference
+from tests.review.conftest import draw_lesion
+from tests.sites.conftest import MODEL, MODEL_THRESHOLD, SiteDb
+
+
+def card_only_model(folder: Path, *, reference: Reference | None) -> Path:
+    """A model directory with just its card: what `sites` and `status` read (no network is loaded)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    card: dict[str, object] = {"version": MODEL, "threshold": MODEL_THRESHOLD, "input_size": 64}
+    if reference is not None:
+        card["reference"] = reference.as_dict()
+    (folder / "card.json").write_text(json.dumps(card))
+    return folder
+
+
+def test_calibrate_with_three_malignant_images_refuses_with_the_reason(tmp_path: Path) -> None:
+    sample = tmp_path / "sample"
+    for label, count in (("malignant", 3), ("benign", 30)):
+        (sample / label).mkdir(parents=True)
+        for i in range(count):
+            draw_lesion(sample / label / f"{i}.jpg", seed=i, size=64)
+    db = f"sqlite:///{tmp_path / 'skinscreen.db'}"
+
+    result = CliRunner().invoke(cli, ["--database-url", db, "calibrate", str(sample), "--site", "ward7"])
+
+    assert isinstance(result.exception, CalibrationError)
+    message = str(result.exception)
+    assert "cannot support sensitivity 0.90" in message
+    assert "3 malignant images allow only the sensitivities 0, 1/3, 2/3, 1" in message
+    assert "at least 10 malignant" in message and "this sample: 3 malignant, 30 benign" in message
+
+
+def test_calibrate_needs_exactly_one_source(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["calibrate", "--site", "ward7"])
+    assert result.exit_code == 2 and "exactly one of FOLDER, --from-reviews or --clear" in result.output
+
+
+def test_sites_reports_the_weighted_estimates_of_each_site(site_db: SiteDb, tmp_path: Path) -> None:
+    ids = site_db.add("ward7", [0.9, 0.8, 0.7, 0.6] + [0.1] * 40, fraction=0.25)
+    site_db.add("clinic", [0.2, 0.3])
+    preds = site_db.predictions(ids)
+    audit = [i for i in ids if preds[i].audit]
+    site_db.review({ids[0]: "malignant", ids[1]: "malignant", ids[2]: "benign"})
+    site_db.review({audit[0]: "malignant", **{i: "benign" for i in audit[1:]}})
+    model = card_only_model(tmp_path / "model", reference=None)
+
+    result = CliRunner().invoke(
+        cli, ["--database-url", site_db.url, "sites", "--format", "json", "--model", str(model)]
+    )
+
+    assert result.exit_code == 0, result.output
+    rows = {r["site"]: r for r in json.loads(result.output)}
+    assert set(rows) == {"clinic", "ward7"}
+    ward = rows["ward7"]
+    assert (ward["images"], ward["flagged"], ward["audit"]) == (44, 4, len(audit))
+    assert ward["threshold"] == MODEL_THRESHOLD and ward["threshold_source"] == "model"
+    flagged = np.array([preds[i].flagged for i in ids])
+    marks = np.array([preds[i].audit for i in ids])
+    verdict = np.array([None] * len(ids), dtype=object)
+    verdict[:3] = ["malignant", "malignant", "benign"]
+    for i in audit:
+        verdict[ids.index(i)] = "malignant" if i == audit[0] else "benign"
+    expected = stats.site_estimate(flagged, marks, verdict)
+    # By hand: TP = 4 x 2/3, FN = 40 x 1/len(audit); sensitivity = TP / (TP + FN)
+    tp, fn = 4 * 2 / 3, 40 / len(audit)
+    assert ward["estimate"]["sensitivity"]["value"] == pytest.approx(tp / (tp + fn))
+    assert ward["estimate"]["sensitivity"] == pytest.approx(expected.sensitivity.as_dict())
+    assert ward["estimate"]["ppv"]["value"] == pytest.approx(2 / 3)
+    assert rows["clinic"]["estimate"]["sensitivity"]["value"] is None
+
+    table = CliRunner().invoke(cli, ["--database-url", site_db.url, "sites", "--model", str(model)])
+    assert "ward7: 44 images" in table.output and "estimated sensitivity" in table.output
+
+
+def test_status_lists_drift_per_batch_and_warns_once(
+    site_db: SiteDb, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rng = np.random.default_rng(0)
+    reference = Reference.from_scores(rng.beta(0.5, 0.6, 800), source="validation", threshold=MODEL_THRESHOLD)
+    model = card_only_model(tmp_path / "model", reference=reference)
+    site_db.add("calm", rng.beta(0.5, 0.6, 60).tolist(), save_path=False)
+    site_db.add("odd", rng.beta(3, 3, 60).tolist(), save_path=False)
+    site_db.add("tiny", [0.5] * 5, save_path=False)
+    args = ["--database-url", site_db.url, "status", "--format", "json"]
+
+    report = json.loads(CliRunner().invoke(cli, args, env={"SKINSCREEN_MODEL": str(model)}).output)
+
+    drift = {d["site"]: d for d in report["drift"]}
+    assert drift["calm"]["warning"] is None
+    assert "PSI" in drift["odd"]["warning"]
+    assert drift["odd"]["psi"] > drift["odd"]["psi_limit"]
+    assert set(drift["odd"]) >= {"site", "batch", "flagged_rate", "expected_range", "psi", "warning"}
+    assert drift["tiny"]["warning"] is None and "not judged" in drift["tiny"]["note"]
+    logged = [r for r in caplog.records if "drift in batch" in r.getMessage()]
+    assert len(logged) == 1
+    caplog.clear()
+    text = CliRunner().invoke(cli, args[:-2], env={"SKINSCREEN_MODEL": str(model)}).output
+    assert "DRIFT site odd" in text and "calm" not in text
+    assert not [r for r in caplog.records if "drift in batch" in r.getMessage()]  # logged once only
+
+
+def test_the_sites_package_imports_before_the_review_package() -> None:
+    # The review routes import skinscreen.sites; the sites modules import the audit trail lazily.
+    code = "import skinscreen.sites.report, skinscreen.sites.calibration, skinscreen.cli.site_commands"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
