@@ -149,8 +149,12 @@ def captured_logs() -> Iterator[io.StringIO]:
     handler.setLevel(logging.DEBUG)
     root = logging.getLogger()
     old_level = root.level
+    # `skinscreen run`, invoked in process by other tests, quiets these loggers for its progress bar.
+    quieted = {name: logging.getLogger(name).level for name in ("skinscreen.ingest", "skinscreen.worker")}
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
+    for name in quieted:
+        logging.getLogger(name).setLevel(logging.NOTSET)
     logging.captureWarnings(True)
     try:
         with warnings.catch_warnings():  # the filters in force stay; a warning that passes them is logged
@@ -159,6 +163,8 @@ def captured_logs() -> Iterator[io.StringIO]:
         logging.captureWarnings(False)
         root.removeHandler(handler)
         root.setLevel(old_level)
+        for name, level in quieted.items():
+            logging.getLogger(name).setLevel(level)
 
 
 @contextmanager
