@@ -8,24 +8,15 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
+from skinscreen.bench import raw_runtime
 from skinscreen.models.classifier import load_classifier
 from skinscreen.models.training.card import render
 from skinscreen.models.training.dataset import list_labelled, load_pixels
 from skinscreen.models.training.metrics import roc_auc
-
-
-def throughput(classifier: object, pixels: np.ndarray, batch: int = 32) -> float:
-    predict = classifier.predict  # type: ignore[attr-defined]
-    predict(pixels[:batch])  # warm-up
-    start = time.perf_counter()
-    for i in range(0, len(pixels), batch):
-        predict(pixels[i : i + batch])
-    return len(pixels) / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -37,7 +28,10 @@ def main() -> None:
     p32 = np.concatenate([fp32.predict(pixels[i : i + 64]) for i in range(0, len(pixels), 64)])
     p8 = np.concatenate([int8.predict(pixels[i : i + 64]) for i in range(0, len(pixels), 64)])
     sample = pixels[:256]
-    speeds = {"float": throughput(fp32, sample), "int8": throughput(int8, sample)}
+    speeds = {
+        name: raw_runtime(clf, sample, batch_size=32).per_second
+        for name, clf in (("float", fp32), ("int8", int8))
+    }
     figures = {
         "roc_auc": roc_auc(files.labels, p8),
         "float_roc_auc": roc_auc(files.labels, p32),

@@ -61,6 +61,13 @@ def external_figures(model_dir: Path, folder: Path, *, out: Path) -> dict[str, A
     return {"data_dir": str(folder), "all": result["all"]}
 
 
+TABLE_HEAD = [
+    "| subset | n | accuracy | ROC AUC | sensitivity | specificity "
+    "| acc. @0.5 | sens. @0.5 | spec. @0.5 | Brier |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+]
+
+
 def _row(name: str, m: dict[str, Any]) -> str:
     t, h = m["at_threshold"], m["at_0.5"]
     return (
@@ -132,9 +139,7 @@ def render(card: dict[str, Any]) -> str:
             "",
             f"On `{test['data_dir']}` ({test['images']} images), never used for any choice.",
             "",
-            "| subset | n | accuracy | ROC AUC | sensitivity | specificity "
-            "| acc. @0.5 | sens. @0.5 | spec. @0.5 | Brier |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            *TABLE_HEAD,
             _row("all test images", test["all"]),
             _row("without near-duplicates of train", test["without_near_duplicates"]),
             "",
@@ -150,9 +155,7 @@ def render(card: dict[str, Any]) -> str:
             f"On `{ext['data_dir']}` ({ext['all']['n']} images from another hospital), reported only: never "
             "used to train, tune, or choose a threshold, recipe or seed.",
             "",
-            "| subset | n | accuracy | ROC AUC | sensitivity | specificity "
-            "| acc. @0.5 | sens. @0.5 | spec. @0.5 | Brier |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            *TABLE_HEAD,
             _row(name, ext["all"]),
             "",
             *(
