@@ -58,6 +58,24 @@ from skinscreen.models.training.network import RECIPES
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Start from another run's model.keras (to train it longer).",
 )
+@click.option(
+    "--teacher",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Teacher scores (.npz from scripts/teacher_scores.py) to distil from.",
+)
+@click.option(
+    "--teacher-name",
+    "teacher_names",
+    multiple=True,
+    help="Which teacher(s) in the --teacher file to average (default: all); repeatable.",
+)
+@click.option(
+    "--distill-weight",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.5,
+    show_default=True,
+    help="Share of the teacher's score in the training target (the rest is the label).",
+)
 def train(
     data_dir: Path,
     out: Path,
@@ -71,6 +89,9 @@ def train(
     epochs_scale: float,
     extra: tuple[Path, ...],
     init_from: Path | None,
+    teacher: Path | None,
+    teacher_names: tuple[str, ...],
+    distill_weight: float,
 ) -> None:
     """Train on DATA_DIR/train/{benign,malignant} and any --extra folders (DATA_DIR/test is never opened)."""
     from skinscreen.models.training.train import train as run_train
@@ -88,6 +109,9 @@ def train(
         epochs_scale=epochs_scale,
         extra=extra,
         init_from=init_from,
+        teacher=teacher,
+        teachers=teacher_names,
+        distill_weight=distill_weight,
     )
     click.echo(json.dumps({"out": str(out), "threshold": run["threshold"], "validation": run["validation"]}))
 

@@ -33,6 +33,11 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for src in dataset_images(label, 24, split="train")[16:]:
             shutil.copy(src, data.parent / "site-b" / label / src.name)
     out = data.parent / "run"
+    # Distilled from a made-up teacher: 0.9 for every malignant training image, 0.1 for every benign.
+    names = [f"train/{p.parent.name}/{p.name}" for p in sorted((data / "train").glob("*/*"))]
+    names += [f"site-b/{p.parent.name}/{p.name}" for p in sorted((data.parent / "site-b").glob("*/*"))]
+    scores = np.asarray([[0.9 if "/malignant/" in n else 0.1] * 8 for n in names], dtype="float32")
+    np.savez(data.parent / "teacher.npz", names=np.asarray(names), labels=np.zeros(len(names)), made_up=scores)
     result = CliRunner().invoke(
         cli,
         [
@@ -52,6 +57,10 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "0.01",
             "--seed",
             "3",
+            "--teacher",
+            str(data.parent / "teacher.npz"),
+            "--distill-weight",
+            "0.3",
         ],
         catch_exceptions=False,
     )
@@ -76,6 +85,7 @@ def test_training_writes_the_model_history_split_and_curves(trained_run: Path) -
     assert sum(p.startswith("site-b/") for p in names) == 16
     assert run["images_by_source"]["site-b"] == {"train": 12, "validation": 4}  # 20 % of each class
     assert len(run["validation_by_source"]) == 2 and "site-b" in run["validation_by_source"]
+    assert run["teacher"]["teachers"] == ["made_up"] and run["teacher"]["weight"] == 0.3
 
 
 def test_the_onnx_export_gives_the_keras_probabilities(trained_run: Path, tmp_path: Path) -> None:
@@ -89,6 +99,9 @@ def test_the_onnx_export_gives_the_keras_probabilities(trained_run: Path, tmp_pa
     assert card["input_size"] == 96 and card["tta"] == "none" and card["views"] == 1
     assert card["preprocessing"]["colour_constancy"].startswith("Shades of Gray, p=6")
     assert "not a diagnosis" in (out / "MODEL_CARD.md").read_text()
+    assert "Distilled from made_up (8 views each; targets 0.7 x label + 0.3 x teacher" in (
+        out / "MODEL_CARD.md"
+    ).read_text()
     pixels = load_pixels(dataset_images("benign", 6) + dataset_images("malignant", 6), size=96)
     onnx = load_classifier(out, backend="onnx").predict(pixels)
     keras = load_classifier(out, backend="keras").predict(pixels)

@@ -81,6 +81,7 @@ def export_run(run_dir: Path, *, out: Path, name: str | None = None) -> dict[str
                 "images_by_source",
                 "extra_train_dirs",
                 "init_from",
+                "teacher",
                 "limit_per_class",
             )
             if k in run

@@ -163,7 +163,21 @@ MULTISITE_MORE = replace(
     ],
 )
 
-RECIPES = {r.name: r for r in (PAPER, DEFAULT, AVERAGED, FULL, MULTISITE, MULTISITE_MORE)}
+# One pass imitating many: multisite-more's weights trained further towards a teacher's 8-view
+# score (train --init-from MODEL --teacher SCORES.npz); the soft targets replace label smoothing.
+DISTIL = replace(
+    MULTISITE_MORE,
+    name="distil",
+    label_smoothing=0.0,
+    notes=[
+        *MULTISITE_MORE.notes,
+        "Then 6 fine-tuning epochs from the shipped multisite-more weights towards soft targets, "
+        "0.5 x label + 0.5 x the teacher's mean score over 8 dihedral views (scripts/teacher_scores.py; "
+        "the teacher chosen by per-source validation ROC AUC); no label smoothing.",
+    ],
+)
+
+RECIPES = {r.name: r for r in (PAPER, DEFAULT, AVERAGED, FULL, MULTISITE, MULTISITE_MORE, DISTIL)}
 
 
 def build_model(

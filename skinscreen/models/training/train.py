@@ -53,6 +53,9 @@ def train(
     epochs_scale: float = 1.0,
     extra: tuple[Path, ...] = (),
     init_from: Path | None = None,
+    teacher: Path | None = None,
+    teachers: tuple[str, ...] = (),
+    distill_weight: float = 0.5,
 ) -> dict[str, Any]:
     """Train one model; write model.keras, history, split, plots and run.json into `out`.
 
@@ -62,7 +65,9 @@ def train(
     each class of each source and `epochs_scale` shrinks the schedule: both exist for tests and
     smoke runs, and are recorded in run.json. `init_from` (a model.keras of the same recipe family)
     starts from another run's weights, to train it longer; a recipe with no head epochs then goes
-    straight to fine-tuning.
+    straight to fine-tuning. `teacher` (scripts/teacher_scores.py's .npz) makes the training targets
+    (1 - distill_weight) * label + distill_weight * the mean score of `teachers` (all if empty);
+    validation keeps the true labels.
     """
     import keras
     import tensorflow as tf
@@ -109,6 +114,12 @@ def train(
 
     pixels = dataset.load_pixels(files.paths, size=size)
     x_tr, y_tr = pixels[tr], files.labels[tr].astype("float32")
+    if teacher is not None:
+        from skinscreen.models.training import distill
+
+        scores = distill.teacher_scores(teacher, split["train"], teachers)
+        y_tr = distill.soft_targets(y_tr, scores, weight=distill_weight)
+        logger.info("distilling from %s (weight %.2f)", teacher, distill_weight)
     x_va, y_va = pixels[va], files.labels[va].astype("float32")
     aug = augmenter(recipe, seed=seed)
     train_ds = (
@@ -217,6 +228,7 @@ def train(
         "epochs": {"head": head_epochs, "finetune": fine_epochs, "kept": best_epoch},
         "limit_per_class": limit,
         "init_from": {"path": str(init_from), "sha256": sha256_file(init_from)} if init_from else None,
+        "teacher": _teacher_record(teacher, teachers, distill_weight),
         "candidates_validation_auc": {str(k): v for k, v in candidate_aucs.items()},
         **chosen,
         "validation_by_source": {
@@ -243,6 +255,14 @@ def train(
     (out / "run.json").write_text(json.dumps(run, indent=1))
     logger.info("trained in %.0f s; validation %s", run["seconds"], run["validation"])
     return run
+
+
+def _teacher_record(teacher: Path | None, teachers: tuple[str, ...], weight: float) -> dict[str, Any] | None:
+    if teacher is None:
+        return None
+    from skinscreen.models.training import distill
+
+    return distill.describe(teacher, teachers, weight)
 
 
 def view_averaged(model: Any, pixels: np.ndarray, *, tta: str) -> np.ndarray:

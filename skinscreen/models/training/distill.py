@@ -1,0 +1,57 @@
+"""Distillation targets: a teacher's scores, precomputed by scripts/teacher_scores.py.
+
+The teacher file holds, per training image (by its split.json name), each teacher model's
+probability under the 8 dihedral views. The teacher score of an image is the mean over the chosen
+teachers and all views; the student learns from (1 - weight) * label + weight * teacher score, so
+it imitates the many-pass teacher in one pass while the labels keep it honest where the teacher is
+wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from skinscreen.checksum import sha256_file
+from skinscreen.errors import DatasetError
+
+
+def teacher_scores(path: Path, names: Sequence[str], teachers: Sequence[str] = ()) -> np.ndarray:
+    """The teacher probability of each name (mean of `teachers`, all if empty, over all views)."""
+    data = np.load(path)
+    available = [k for k in data.files if k not in ("names", "labels")]
+    chosen = list(teachers) or available
+    unknown = sorted(set(chosen) - set(available))
+    if unknown:
+        raise DatasetError(f"{path} has no teacher {', '.join(unknown)}; it has {', '.join(available)}")
+    row = {str(name): i for i, name in enumerate(data["names"])}
+    missing = [name for name in names if name not in row]
+    if missing:
+        raise DatasetError(
+            f"{path} has no teacher score for {len(missing)} training images (first: {missing[0]}); "
+            "score the same folders with scripts/teacher_scores.py"
+        )
+    index = np.asarray([row[name] for name in names])
+    return np.mean([data[t][index].mean(axis=1) for t in chosen], axis=0).astype("float32")
+
+
+def soft_targets(labels: np.ndarray, teacher: np.ndarray, *, weight: float) -> np.ndarray:
+    """(1 - weight) * label + weight * teacher probability."""
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"distillation weight must be in [0, 1], got {weight}")
+    return ((1.0 - weight) * labels + weight * teacher).astype("float32")
+
+
+def describe(path: Path, teachers: Sequence[str], weight: float) -> dict[str, Any]:
+    """What run.json and the model card record about the teacher."""
+    data = np.load(path)
+    return {
+        "file": str(path),
+        "sha256": sha256_file(path),
+        "teachers": list(teachers) or [k for k in data.files if k not in ("names", "labels")],
+        "views": 8,
+        "weight": weight,
+    }
