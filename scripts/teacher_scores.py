@@ -30,7 +30,7 @@ def score(data_dir: Path, extra: list[Path], teachers: dict[str, Path], out: Pat
     from skinscreen.models.preprocess import tta_views
     from skinscreen.models.training import dataset
 
-    roots = {data_dir / "train": f"train", **{folder: folder.name for folder in extra}}
+    roots = {data_dir / "train": "train", **{folder: folder.name for folder in extra}}
     names: list[str] = []
     paths: list[Path] = []
     labels: list[int] = []
@@ -52,7 +52,8 @@ def score(data_dir: Path, extra: list[Path], teachers: dict[str, Path], out: Pat
             scores[name][start : start + len(pixels)] = probs.reshape(8, -1).T
         done = start + len(pixels)
         rate = done / (time.monotonic() - started)
-        print(f"{done}/{len(paths)} images, {rate:.1f}/s, {(len(paths) - done) / rate / 60:.1f} min left", flush=True)
+        left = (len(paths) - done) / rate / 60
+        print(f"{done}/{len(paths)} images, {rate:.1f}/s, {left:.1f} min left", flush=True)
     np.savez_compressed(out, names=np.asarray(names), labels=np.asarray(labels), **scores)
     print(f"wrote {out}")
 
@@ -73,12 +74,18 @@ def report(npz: Path, split: Path) -> None:
         candidates["mean of all (8 views)"] = np.mean([data[t].mean(axis=1) for t in teachers], axis=0)
     print(f"validation images: {rows.sum()} of {len(names)}")
     for label, probs in candidates.items():
-        aucs = {s: roc_auc(y[rows & (source == s)], probs[rows & (source == s)]) for s in np.unique(source[rows])}
-        print(f"{label:32s} " + "  ".join(f"{s} {a:.4f}" for s, a in aucs.items()) + f"  mean {np.mean(list(aucs.values())):.4f}")
+        aucs = {}
+        for s in np.unique(source[rows]):
+            keep = rows & (source == s)
+            aucs[s] = roc_auc(y[keep], probs[keep])
+        figures = "  ".join(f"{s} {a:.4f}" for s, a in aucs.items())
+        print(f"{label:32s} {figures}  mean {np.mean(list(aucs.values())):.4f}")
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("data_dir", type=Path, nargs="?")
     parser.add_argument("--extra", type=Path, action="append", default=[])
     parser.add_argument("--teacher", action="append", default=[], help="NAME=MODEL_DIR")

@@ -37,7 +37,8 @@ def test_soft_targets_mix_label_and_teacher() -> None:
 
 
 def test_a_missing_image_or_teacher_is_a_clear_error(scores_file: Path) -> None:
-    with pytest.raises(DatasetError, match="no teacher score for 1 training images .first: train/benign/z.jpg"):
+    missing = "no teacher score for 1 training images .first: train/benign/z.jpg"
+    with pytest.raises(DatasetError, match=missing):
         distill.teacher_scores(scores_file, ["train/benign/a.jpg", "train/benign/z.jpg"])
     with pytest.raises(DatasetError, match="no teacher three; it has one, two"):
         distill.teacher_scores(scores_file, ["train/benign/a.jpg"], ["three"])

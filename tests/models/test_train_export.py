@@ -37,7 +37,8 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     names = [f"train/{p.parent.name}/{p.name}" for p in sorted((data / "train").glob("*/*"))]
     names += [f"site-b/{p.parent.name}/{p.name}" for p in sorted((data.parent / "site-b").glob("*/*"))]
     scores = np.asarray([[0.9 if "/malignant/" in n else 0.1] * 8 for n in names], dtype="float32")
-    np.savez(data.parent / "teacher.npz", names=np.asarray(names), labels=np.zeros(len(names)), made_up=scores)
+    labels = np.zeros(len(names))
+    np.savez(data.parent / "teacher.npz", names=np.asarray(names), labels=labels, made_up=scores)
     result = CliRunner().invoke(
         cli,
         [
@@ -99,9 +100,10 @@ def test_the_onnx_export_gives_the_keras_probabilities(trained_run: Path, tmp_pa
     assert card["input_size"] == 96 and card["tta"] == "none" and card["views"] == 1
     assert card["preprocessing"]["colour_constancy"].startswith("Shades of Gray, p=6")
     assert "not a diagnosis" in (out / "MODEL_CARD.md").read_text()
-    assert "Distilled from made_up (8 views each; targets 0.7 x label + 0.3 x teacher" in (
-        out / "MODEL_CARD.md"
-    ).read_text()
+    assert (
+        "Distilled from made_up (8 views each; targets 0.7 x label + 0.3 x teacher"
+        in (out / "MODEL_CARD.md").read_text()
+    )
     pixels = load_pixels(dataset_images("benign", 6) + dataset_images("malignant", 6), size=96)
     onnx = load_classifier(out, backend="onnx").predict(pixels)
     keras = load_classifier(out, backend="keras").predict(pixels)

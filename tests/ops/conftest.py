@@ -170,16 +170,12 @@ def build_world(root: Path, model: Path, sources: dict[str, list[Path]]) -> Worl
         )
         ids = [r[0] for r in world.rows("SELECT id FROM image ORDER BY id")]
         for index, verdict in enumerate(VERDICTS):
-            verdicts.add_review(
-                session, image_id=ids[index], account_id=alice.id, verdict=verdict, note=None
-            )
+            verdicts.add_review(session, image_id=ids[index], account_id=alice.id, verdict=verdict, note=None)
             record(
                 session, account_id=alice.id, action=Action.verdict, image_id=ids[index], detail=verdict.value
             )
         for index, verdict in SECOND_OPINIONS.items():
-            verdicts.add_review(
-                session, image_id=ids[index], account_id=alice.id, verdict=verdict, note=None
-            )
+            verdicts.add_review(session, image_id=ids[index], account_id=alice.id, verdict=verdict, note=None)
             record(
                 session, account_id=alice.id, action=Action.verdict, image_id=ids[index], detail=verdict.value
             )

@@ -120,9 +120,7 @@ class SiteDb:
         with session_scope(make_session_factory(engine)) as session:
             account = accounts.account_named(session, reviewer)
             if account is None:
-                account = accounts.add_account(
-                    session, name=reviewer, role=Role.reviewer, password_hash="x"
-                )
+                account = accounts.add_account(session, name=reviewer, role=Role.reviewer, password_hash="x")
             for image_id, verdict in verdicts.items():
                 add_review(
                     session, image_id=image_id, account_id=account.id, verdict=Verdict(verdict), note=None

@@ -110,15 +110,7 @@ def render(card: dict[str, Any]) -> str:
             if tr.get("init_from")
             else []
         ),
-        *(
-            [
-                f"- Distilled from {' + '.join(tr['teacher']['teachers'])} ({tr['teacher']['views']} views each; "
-                f"targets {1 - tr['teacher']['weight']:g} x label + {tr['teacher']['weight']:g} x teacher score; "
-                f"teacher scores `{Path(tr['teacher']['file']).name}`, sha256 `{tr['teacher']['sha256'][:16]}...`)"
-            ]
-            if tr.get("teacher")
-            else []
-        ),
+        *([_teacher_line(tr["teacher"])] if tr.get("teacher") else []),
         f"- Training data sha256 (paths, labels, file hashes): `{tr.get('train_data_sha256')}`; "
         f"{tr.get('train_images')} training and {tr.get('validation_images')} validation images "
         "(grouped split: duplicates and near-duplicates on one side only)",
@@ -202,3 +194,12 @@ def render(card: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _teacher_line(teacher: dict[str, Any]) -> str:
+    weight = teacher["weight"]
+    return (
+        f"- Distilled from {' + '.join(teacher['teachers'])} ({teacher['views']} views each; "
+        f"targets {1 - weight:g} x label + {weight:g} x teacher score; teacher scores "
+        f"`{Path(teacher['file']).name}`, sha256 `{teacher['sha256'][:16]}...`)"
+    )
