@@ -44,6 +44,9 @@ def score_ids(
         )
     report = Counts(skipped=len(set(image_ids)) - len(todo))
     if not todo:
+        # A redelivered batch whose worker died after storing the scores: its DICOM results may
+        # never have been queued, and nothing else would queue them.
+        _queue_dicom_results(sessions, image_ids, model_version=classifier.version, settings=settings)
         return report
     scores = score_files(
         [Path(path) for _, path in todo],
@@ -59,14 +62,7 @@ def score_ids(
         model_version=classifier.version,
         audit_fraction=audit_fraction,
     )
-    # DICOM input: its results (SR, Secondary Capture) wait to be sent back (skinscreen.dicomnet).
-    with session_scope(sessions) as session:
-        queue_dicom_results(
-            session,
-            [image_id for image_id, s in stored.items() if s.dicom and s.probability is not None],
-            model_version=classifier.version,
-            settings=settings,
-        )
+    _queue_dicom_results(sessions, image_ids, model_version=classifier.version, settings=settings)
     for s in stored.values():
         report.add_result(s)
     metrics.observe_batch(
@@ -86,3 +82,12 @@ def score_ids(
         time.monotonic() - started,
     )
     return report
+
+
+def _queue_dicom_results(
+    sessions: sessionmaker[Session], image_ids: Sequence[int], *, model_version: str, settings: Settings | None
+) -> None:
+    """Queue the results (SR, Secondary Capture) of the scored DICOM images among `image_ids` to be
+    sent back (skinscreen.dicomnet). Idempotent, so a redelivered batch queues what a crash lost."""
+    with session_scope(sessions) as session:
+        queue_dicom_results(session, list(image_ids), model_version=model_version, settings=settings)

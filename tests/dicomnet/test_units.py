@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -136,3 +138,30 @@ def test_the_backoff_doubles_up_to_its_cap() -> None:
     settings = Settings(export_backoff=10, export_backoff_max=35)
     assert [exports.backoff(n, settings).total_seconds() for n in (1, 2, 3, 4)] == [10, 20, 35, 35]
     assert np.isclose(exports.backoff(0, settings).total_seconds(), 10)
+
+
+def test_a_redelivered_batch_queues_the_results_a_crash_lost(
+    scored_dicom: tuple[Any, Path, int], tiny_model: Path, tmp_path: Path
+) -> None:
+    """The worker stored the scores and died before queueing the DICOM results: the batch comes
+    back (late ack), finds nothing left to score, and still queues the results, once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from skinscreen.models.classifier import load_classifier
+    from skinscreen.worker.batches import score_ids
+
+    sessions, _, image_id = scored_dicom  # scored by v1, nothing queued: the crash
+    model = tmp_path / "v1"
+    shutil.copytree(tiny_model, model)
+    card = json.loads((model / "card.json").read_text())
+    (model / "card.json").write_text(json.dumps({**card, "version": "v1"}))
+    classifier = load_classifier(model, backend="onnx")
+    settings = Settings(dicom_outbox=tmp_path / "outbox", model=str(model))
+    with ThreadPoolExecutor(1) as pool:
+        for _ in range(2):
+            report = score_ids(
+                [image_id], sessions=sessions, classifier=classifier, pool=pool, settings=settings
+            )
+            assert (report.scored, report.skipped) == (0, 1)
+    with session_scope(sessions) as session:
+        assert exports.counts(session) == {"pending": 2, "sent": 0, "failed": 0}
