@@ -3,21 +3,21 @@
 Scores every image of DATA_DIR/train and of each --extra folder with each teacher model under
 every dihedral view, and writes one .npz: `names` (the DATA_DIR- or NAME-relative paths that
 train's split.json uses), `labels`, and per teacher an (N, 8) array of probabilities. Teachers are
-compared on the validation images only (`--split` prints per-source validation ROC AUC of each
-teacher and of their mean), which is how the teacher is chosen; the test split and PH2 are never
-read here.
+compared on the validation images only (`--report` prints per-source validation ROC AUC of each
+teacher and of their mean, on the split `train` makes with split seed 0), which is how the teacher
+is chosen; the test split and PH2 are never read here.
 
     python scripts/teacher_scores.py ../shared/data/skin-cancer-mvb \
         --extra ../shared/data/skin-cancer-bcn \
         --teacher eight=out/eightview-model --teacher shipped=skinscreen/models/shipped/default \
         --out out/teacher-scores.npz
-    python scripts/teacher_scores.py --report out/teacher-scores.npz --split out/<run>/split.json
+    python scripts/teacher_scores.py ../shared/data/skin-cancer-mvb \
+        --extra ../shared/data/skin-cancer-bcn --report out/teacher-scores.npz
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -29,16 +29,16 @@ def score(data_dir: Path, extra: list[Path], teachers: dict[str, Path], out: Pat
     from skinscreen.models.layers import load_keras_model
     from skinscreen.models.preprocess import tta_views
     from skinscreen.models.training import dataset
+    from skinscreen.models.training.train import relative_name, sources_of
 
-    roots = {data_dir / "train": "train", **{folder: folder.name for folder in extra}}
-    names: list[str] = []
+    sources, prefixes = sources_of(data_dir, tuple(extra))
     paths: list[Path] = []
     labels: list[int] = []
-    for root, prefix in roots.items():
+    for root in sources:
         part = dataset.list_labelled(root)
         paths += part.paths
         labels += part.labels.tolist()
-        names += [f"{prefix}/{p.relative_to(root)}" for p in part.paths]
+    names = [relative_name(path, prefixes) for path in paths]
     models = {name: load_keras_model(folder / "model.keras") for name, folder in teachers.items()}
     size = int(next(iter(models.values())).input_shape[1])
     scores = {name: np.empty((len(paths), 8), dtype=np.float32) for name in models}
@@ -58,12 +58,13 @@ def score(data_dir: Path, extra: list[Path], teachers: dict[str, Path], out: Pat
     print(f"wrote {out}")
 
 
-def report(npz: Path, split: Path) -> None:
+def report(npz: Path, data_dir: Path, extra: list[Path]) -> None:
     from skinscreen.models.training.metrics import roc_auc
+    from skinscreen.models.training.train import sources_of, split_sources
 
     data = np.load(npz)
     names = [str(n) for n in data["names"]]
-    validation = set(json.loads(split.read_text())["validation"])
+    validation = set(split_sources(*sources_of(data_dir, tuple(extra))).split["validation"])
     rows = np.asarray([n in validation for n in names])
     source = np.asarray([n.split("/")[0] for n in names])
     y = data["labels"].astype(bool)
@@ -91,10 +92,9 @@ def main() -> int:
     parser.add_argument("--teacher", action="append", default=[], help="NAME=MODEL_DIR")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--report", type=Path, help="an .npz written before: print validation AUCs")
-    parser.add_argument("--split", type=Path, help="a training run's split.json (for --report)")
     args = parser.parse_args()
     if args.report:
-        report(args.report, args.split)
+        report(args.report, args.data_dir, args.extra)
         return 0
     teachers = dict(t.split("=", 1) for t in args.teacher)
     score(args.data_dir, args.extra, {k: Path(v) for k, v in teachers.items()}, args.out)

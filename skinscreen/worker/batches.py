@@ -85,7 +85,11 @@ def score_ids(
 
 
 def _queue_dicom_results(
-    sessions: sessionmaker[Session], image_ids: Sequence[int], *, model_version: str, settings: Settings | None
+    sessions: sessionmaker[Session],
+    image_ids: Sequence[int],
+    *,
+    model_version: str,
+    settings: Settings | None,
 ) -> None:
     """Queue the results (SR, Secondary Capture) of the scored DICOM images among `image_ids` to be
     sent back (skinscreen.dicomnet). Idempotent, so a redelivered batch queues what a crash lost."""

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +26,73 @@ def data_fingerprint(files: dataset.LabelledFiles, prefixes: dict[Path, str]) ->
     """SHA-256 over the sorted (source/path, label, file hash) lines: what the model was trained on."""
     digest = hashlib.sha256()
     for name, label, path in sorted(
-        (_relative(path, prefixes), label, path)
+        (relative_name(path, prefixes), label, path)
         for path, label in zip(files.paths, files.labels.tolist(), strict=True)
     ):
         digest.update(f"{name}\t{label}\t{sha256_file(path)}\n".encode())
     return digest.hexdigest()
 
 
-def _relative(path: Path, prefixes: dict[Path, str]) -> str:
+def relative_name(path: Path, prefixes: dict[Path, str]) -> str:
     for root, prefix in prefixes.items():
         if path.is_relative_to(root):
             return f"{prefix}/{path.relative_to(root)}" if prefix else str(path.relative_to(root))
     return str(path)
+
+
+@dataclass(frozen=True)
+class SplitData:
+    """Every source's images, the train and validation indices, their names and sources."""
+
+    files: dataset.LabelledFiles
+    train: np.ndarray
+    validation: np.ndarray
+    split: dict[str, list[str]]  # split.json: names relative to DATA_DIR or NAME/...
+    source_of: list[str]
+
+
+def sources_of(data_dir: Path, extra: tuple[Path, ...]) -> tuple[dict[Path, str], dict[Path, str]]:
+    """The folders trained on, by source name, and the prefixes of their names in split.json."""
+    sources = {data_dir / "train": data_dir.name, **{folder: folder.name for folder in extra}}
+    # Paths in split.json and the data fingerprint: DATA_DIR-relative for the main set (as before
+    # extra sets existed, so a run on the same data keeps its fingerprint), NAME/... for the others.
+    prefixes = {data_dir: "", **{folder: folder.name for folder in extra}}
+    return sources, prefixes
+
+
+def split_sources(
+    sources: dict[Path, str], prefixes: dict[Path, str], *, limit: int | None = None, split_seed: int = 0
+) -> SplitData:
+    """Each source split into train and validation on its own, by near-duplicate groups."""
+    paths: list[Path] = []
+    labels: list[np.ndarray] = []
+    source_of: list[str] = []
+    tr_parts: list[np.ndarray] = []
+    va_parts: list[np.ndarray] = []
+    for root, name in sources.items():
+        part = dataset.list_labelled(root)
+        if limit:
+            keep = np.concatenate([np.nonzero(part.labels == c)[0][:limit] for c in (0, 1)])
+            part = dataset.LabelledFiles([part.paths[i] for i in keep], part.labels[keep])
+        logger.info("finding duplicate groups among %d images of %s", len(part.paths), name)
+        groups = dataset.duplicate_groups(part.paths)
+        # The split has its own seed: runs that differ only in `seed` share one validation set, so
+        # seeds and recipes are compared (and ensembled) on the same images.
+        tr_s, va_s = dataset.grouped_split(part.labels, groups, seed=split_seed)
+        offset = len(paths)
+        tr_parts.append(tr_s + offset)
+        va_parts.append(va_s + offset)
+        paths += part.paths
+        labels.append(part.labels)
+        source_of += [name] * len(part.paths)
+        logger.info("%s: %d train, %d validation", name, len(tr_s), len(va_s))
+    files = dataset.LabelledFiles(paths, np.concatenate(labels))
+    tr, va = np.concatenate(tr_parts), np.concatenate(va_parts)
+    split = {
+        "train": [relative_name(files.paths[i], prefixes) for i in tr],
+        "validation": [relative_name(files.paths[i], prefixes) for i in va],
+    }
+    return SplitData(files, tr, va, split, source_of)
 
 
 def train(
@@ -74,41 +130,13 @@ def train(
 
     started = time.monotonic()
     train_root = data_dir / "train"
-    sources = {train_root: data_dir.name, **{folder: folder.name for folder in extra}}
-    # Paths in split.json and the data fingerprint: DATA_DIR-relative for the main set (as before
-    # extra sets existed, so a run on the same data keeps its fingerprint), NAME/... for the others.
-    prefixes = {data_dir: "", **{folder: folder.name for folder in extra}}
+    sources, prefixes = sources_of(data_dir, extra)
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(seed)
 
-    paths: list[Path] = []
-    labels: list[np.ndarray] = []
-    source_of: list[str] = []
-    tr_parts: list[np.ndarray] = []
-    va_parts: list[np.ndarray] = []
-    for root, name in sources.items():
-        part = dataset.list_labelled(root)
-        if limit:
-            keep = np.concatenate([np.nonzero(part.labels == c)[0][:limit] for c in (0, 1)])
-            part = dataset.LabelledFiles([part.paths[i] for i in keep], part.labels[keep])
-        logger.info("finding duplicate groups among %d images of %s", len(part.paths), name)
-        groups = dataset.duplicate_groups(part.paths)
-        # The split has its own seed: runs that differ only in `seed` share one validation set, so
-        # seeds and recipes are compared (and ensembled) on the same images.
-        tr_s, va_s = dataset.grouped_split(part.labels, groups, seed=split_seed)
-        offset = len(paths)
-        tr_parts.append(tr_s + offset)
-        va_parts.append(va_s + offset)
-        paths += part.paths
-        labels.append(part.labels)
-        source_of += [name] * len(part.paths)
-        logger.info("%s: %d train, %d validation", name, len(tr_s), len(va_s))
-    files = dataset.LabelledFiles(paths, np.concatenate(labels))
-    tr, va = np.concatenate(tr_parts), np.concatenate(va_parts)
-    split = {
-        "train": [_relative(files.paths[i], prefixes) for i in tr],
-        "validation": [_relative(files.paths[i], prefixes) for i in va],
-    }
+    data = split_sources(sources, prefixes, limit=limit, split_seed=split_seed)
+    files, tr, va, split = data.files, data.train, data.validation, data.split
+    source_of = data.source_of
     (out / "split.json").write_text(json.dumps(split, indent=1))
     val_source = np.asarray([source_of[i] for i in va])
 
