@@ -14,3 +14,6 @@ SCORE_BATCH = "skinscreen.score_batch"
 
 RESCORE_BATCH = "skinscreen.rescore_batch"
 """The task that adds another model version's (shadow) predictions for a list of image ids."""
+
+RESCORE_REPORTS = "skinscreen:rescore:"
+"""With a run id appended: the Redis list a `RESCORE_BATCH` task pushes its report to, for its CLI."""

@@ -199,7 +199,7 @@ def models_history(settings: Settings, fmt: str) -> None:
     type=float,
     default=120.0,
     show_default=True,
-    help="With --through-workers: stop waiting after this many seconds without progress.",
+    help="With --through-workers: stop waiting after this many seconds without a worker's report.",
 )
 @TEXT_OR_JSON
 @click.pass_obj
@@ -282,35 +282,82 @@ def _through_workers(
     bar: Any,
     wait_idle: float,
 ) -> Any:
+    """Send the batches under a new run id and read the workers' reports until every batch has
+    reported, or none came for `wait_idle` seconds: the images of the silent batches not stored by
+    then count as failed. Failures and their reasons come from the reports; scored and flagged from
+    the stored predictions, so an image is counted once even when a batch was redelivered after a
+    worker died (`rescore_ids` then skips, and does not count, what the first run stored)."""
+    import uuid
+
     from celery import Celery
 
     from skinscreen.db.session import session_scope
     from skinscreen.ops.rescore import RescoreReport, flagged_count, scored_by
-    from skinscreen.tasknames import QUEUE, RESCORE_BATCH
+    from skinscreen.tasknames import QUEUE, RESCORE_BATCH, RESCORE_REPORTS
 
+    run_id = uuid.uuid4().hex
     app = Celery("skinscreen-rescore", broker=settings.broker_url, set_as_current=False)
+    batches: dict[str, list[int]] = {}
     for start in range(0, len(ids), size):
-        app.send_task(
-            RESCORE_BATCH,
-            args=[ids[start : start + size], version],
-            queue=QUEUE,
-            serializer="json",
-            retry=True,
+        batch = ids[start : start + size]
+        sent = app.send_task(
+            RESCORE_BATCH, args=[batch, version, run_id], queue=QUEUE, serializer="json", retry=True
         )
-    done, last_change = 0, time.monotonic()
-    while done < len(ids) and time.monotonic() - last_change < wait_idle:
-        time.sleep(1.0)
-        with session_scope(sessions) as session:
-            now_done = scored_by(session, version=version, image_ids=ids)
-        if now_done != done:
-            bar.update(now_done - done)
-            done, last_change = now_done, time.monotonic()
-    report = RescoreReport(version=version, targets=len(ids), scored=done, failed=len(ids) - done)
-    if report.failed:
-        report.reasons["not scored by the workers (unreadable, or still waiting)"] = report.failed
+        batches[sent.id] = batch
+    reports = _read_reports(settings, RESCORE_REPORTS + run_id, batches, bar, wait_idle)
+    report = RescoreReport(version=version, targets=len(ids))
+    silent: list[int] = []
+    for task_id, batch in batches.items():
+        if task_id not in reports:
+            silent.extend(batch)
+            continue
+        report.failed += int(reports[task_id]["failed"])
+        for reason, count in reports[task_id]["reasons"].items():
+            report.reasons[reason] = report.reasons.get(reason, 0) + int(count)
     with session_scope(sessions) as session:
+        report.scored = scored_by(session, version=version, image_ids=ids)
         report.flagged = flagged_count(session, version=version, image_ids=ids)
+        unreported = len(silent) - (scored_by(session, version=version, image_ids=silent) if silent else 0)
+    bar.update(len(silent))
+    if unreported:
+        report.failed += unreported
+        report.reasons[f"no worker reported within {wait_idle:g} s"] = unreported
     return report
+
+
+def _read_reports(
+    settings: Settings, key: str, batches: dict[str, list[int]], bar: Any, wait_idle: float
+) -> dict[str, dict[str, Any]]:
+    """The workers' reports from the Redis list `key`, by task id, until every batch in `batches`
+    (task id -> image ids) has reported or none came for `wait_idle` seconds."""
+    import redis
+
+    from skinscreen.heartbeat import connect
+
+    reports: dict[str, dict[str, Any]] = {}
+    client = connect(settings.broker_url)
+    last_report = time.monotonic()
+    while len(reports) < len(batches) and time.monotonic() - last_report < wait_idle:
+        try:
+            got = client.blpop([key], timeout=1)  # under the client's 5 s socket timeout
+        except redis.RedisError as exc:
+            logger.warning("could not read the workers' reports (%s); trying again", type(exc).__name__)
+            time.sleep(1.0)
+            continue
+        if got is None:
+            continue
+        part = json.loads(got[1])
+        task_id = part.get("task_id")
+        if task_id in batches and task_id not in reports:  # a repeat (retry, redelivery) counts once
+            reports[task_id] = part
+            bar.update(len(batches[task_id]))
+            last_report = time.monotonic()
+    try:
+        client.delete(key)
+        client.close()
+    except redis.RedisError:
+        pass  # the list expires on its own
+    return reports
 
 
 @click.command()

@@ -1,7 +1,13 @@
-"""The shadow re-score task: `skinscreen rescore --through-workers` sends batches of ids and a version."""
+"""The shadow re-score task: `skinscreen rescore --through-workers` sends batches of ids and a version.
+
+The app has no result backend, so a task sent with a run id pushes its report (counts and failure
+reasons, no ids or paths) as JSON to the broker's Redis list `RESCORE_REPORTS + run_id`, once the
+batch is stored; the CLI reads it from there.
+"""
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from typing import Any
@@ -9,8 +15,12 @@ from typing import Any
 from celery import Celery
 
 from skinscreen.config import Settings
-from skinscreen.tasknames import RESCORE_BATCH
+from skinscreen.heartbeat import connect
+from skinscreen.tasknames import RESCORE_BATCH, RESCORE_REPORTS
 from skinscreen.worker.tasks import RETRY_ON
+
+REPORT_TTL_S = 24 * 3600
+"""How long a run's reports stay in Redis when no CLI reads them (it stopped waiting, or died)."""
 
 
 class RescoreState:
@@ -28,6 +38,7 @@ class RescoreState:
             s = self.settings
             self._made["sessions"] = make_session_factory(make_engine(s.database_url))
             self._made["pool"] = ThreadPoolExecutor(max_workers=s.threads or 2, thread_name_prefix="rescore")
+            self._made["redis"] = connect(s.broker_url)
         return self._made
 
     def classifier(self, version: str) -> Any:
@@ -54,8 +65,16 @@ def register(app: Celery, settings: Settings) -> None:
         retry_backoff_max=60,
         max_retries=20,
     )
-    def rescore_batch(self: Any, image_ids: list[int], version: str) -> dict[str, Any]:
-        """Add `version`'s predictions for these images; their state and shown scores do not change."""
+    def rescore_batch(
+        self: Any, image_ids: list[int], version: str, run_id: str | None = None
+    ) -> dict[str, Any]:
+        """Add `version`'s predictions for these images; their state and shown scores do not change.
+
+        With `run_id`, the report goes to the CLI's list once the predictions are committed: only a
+        run that got this far reports (an autoretry raised before). A report pushed twice (a retry
+        after a lost reply from Redis, a redelivery after a crash) carries the same task id, which
+        the CLI counts once.
+        """
         from skinscreen.ops.rescore import rescore_ids
 
         made = state.get()
@@ -66,4 +85,11 @@ def register(app: Celery, settings: Settings) -> None:
             pool=made["pool"],
             audit_fraction=state.settings.audit_fraction,
         )
-        return asdict(report)
+        done = asdict(report)
+        if run_id:
+            key = RESCORE_REPORTS + run_id
+            with made["redis"].pipeline() as pipe:
+                pipe.rpush(key, json.dumps({**done, "task_id": self.request.id}))
+                pipe.expire(key, REPORT_TTL_S)
+                pipe.execute()
+        return done
