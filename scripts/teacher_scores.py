@@ -66,7 +66,8 @@ def report(npz: Path, data_dir: Path, extra: list[Path]) -> None:
     names = [str(n) for n in data["names"]]
     validation = set(split_sources(*sources_of(data_dir, tuple(extra))).split["validation"])
     rows = np.asarray([n in validation for n in names])
-    source = np.asarray([n.split("/")[0] for n in names])
+    # split.json names the main set's images train/..., the others NAME/...
+    source = np.asarray([data_dir.name if n.startswith("train/") else n.split("/")[0] for n in names])
     y = data["labels"].astype(bool)
     teachers = [k for k in data.files if k not in ("names", "labels")]
     candidates = {f"{t} (1 view)": data[t][:, 0] for t in teachers}
