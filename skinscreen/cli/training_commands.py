@@ -71,10 +71,10 @@ from skinscreen.models.training.network import RECIPES
 )
 @click.option(
     "--distill-weight",
-    type=click.FloatRange(0.0, 1.0),
+    type=click.FloatRange(0.0, 0.5),
     default=0.5,
     show_default=True,
-    help="Share of the teacher's score in the training target (the rest is the label).",
+    help="Share of the teacher's score in the training target; the label keeps the rest (at least half).",
 )
 def train(
     data_dir: Path,

@@ -45,6 +45,25 @@ def soft_targets(labels: np.ndarray, teacher: np.ndarray, *, weight: float) -> n
     return ((1.0 - weight) * labels + weight * teacher).astype("float32")
 
 
+def label_metrics() -> list[Any]:
+    """Accuracy and ROC AUC against the label inside a soft target (target >= 0.5 is malignant:
+    exact while the teacher's weight is at most 0.5), so training curves stay comparable."""
+    import keras
+    from keras import ops
+
+    def labels(y_true: Any) -> Any:
+        return ops.cast(ops.greater_equal(y_true, 0.5), "float32")
+
+    class LabelAUC(keras.metrics.AUC):  # type: ignore[misc]
+        def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
+            return super().update_state(labels(y_true), y_pred, sample_weight)
+
+    def accuracy(y_true: Any, y_pred: Any) -> Any:
+        return keras.metrics.binary_accuracy(labels(y_true), y_pred)
+
+    return [keras.metrics.MeanMetricWrapper(accuracy, name="accuracy"), LabelAUC(name="auc")]
+
+
 def describe(path: Path, teachers: Sequence[str], weight: float) -> dict[str, Any]:
     """What run.json and the model card record about the teacher."""
     data = np.load(path)

@@ -178,6 +178,10 @@ def train(
     loss = keras.losses.BinaryCrossentropy(label_smoothing=recipe.label_smoothing)
 
     def metrics() -> list[Any]:
+        if teacher is not None:  # soft targets: training accuracy and AUC against the labels
+            from skinscreen.models.training.distill import label_metrics
+
+            return label_metrics()
         return ["accuracy", keras.metrics.AUC(name="auc")]
 
     head_epochs = max(1, round(recipe.head_epochs * epochs_scale)) if recipe.head_epochs else 0
