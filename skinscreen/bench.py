@@ -328,7 +328,13 @@ def soak(
         with ThreadPoolExecutor(max_workers=settings.threads or 2) as pool:
             for i in range(0, len(ids), batch_size):
                 report.add(
-                    score_ids(ids[i : i + batch_size], sessions=sessions, classifier=classifier, pool=pool)
+                    score_ids(
+                        ids[i : i + batch_size],
+                        sessions=sessions,
+                        classifier=classifier,
+                        pool=pool,
+                        settings=settings,
+                    )
                 )
                 samples.append((min(i + batch_size, len(ids)), rss_bytes()))
         seconds = time.perf_counter() - start

@@ -61,12 +61,11 @@ def _insert(session: Session, rows: list[dict[str, Any]]) -> int:
 
 
 def queue_scored(
-    session: Session, image_ids: Sequence[int], *, model_version: str, settings: Settings | None = None
+    session: Session, image_ids: Sequence[int], *, model_version: str, settings: Settings
 ) -> int:
     """Pending SR and SC exports for the DICOM images among `image_ids` scored by `model_version`."""
     if not image_ids:
         return 0
-    settings = settings if settings is not None else Settings()
     if not settings.dicom_results:
         return 0
     stmt = (

@@ -29,8 +29,8 @@ def score_ids(
     sessions: sessionmaker[Session],
     classifier: Scorer,
     pool: Executor,
+    settings: Settings,
     audit_fraction: float = 0.0,
-    settings: Settings | None = None,
 ) -> Counts:
     """Score the ids still waiting for this model version; ids already done are skipped (safe to repeat).
 
@@ -89,7 +89,7 @@ def _queue_dicom_results(
     image_ids: Sequence[int],
     *,
     model_version: str,
-    settings: Settings | None,
+    settings: Settings,
 ) -> None:
     """Queue the results (SR, Secondary Capture) of the scored DICOM images among `image_ids` to be
     sent back (skinscreen.dicomnet). Idempotent, so a redelivered batch queues what a crash lost."""

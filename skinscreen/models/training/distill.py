@@ -35,7 +35,7 @@ def teacher_scores(path: Path, names: Sequence[str], teachers: Sequence[str] = (
             "score the same folders with scripts/teacher_scores.py"
         )
     index = np.asarray([row[name] for name in names])
-    return np.mean([data[t][index].mean(axis=1) for t in chosen], axis=0).astype("float32")
+    return np.asarray(np.mean([data[t][index].mean(axis=1) for t in chosen], axis=0), dtype="float32")
 
 
 def soft_targets(labels: np.ndarray, teacher: np.ndarray, *, weight: float) -> np.ndarray:
