@@ -24,17 +24,11 @@ def score_sets(model: str) -> dict[str, list[float]]:
     from skinscreen.models.classifier import load_classifier
     from skinscreen.models.screening import score_files
     from skinscreen.models.training import dataset
-    from skinscreen.sites.reference import data_root
+    from skinscreen.sites.reference import validation_paths
 
     classifier = load_classifier(model, backend="onnx")
-    root = data_root(classifier.card.data, None)
-    files = dataset.list_labelled(root / "train")
-    groups = dataset.duplicate_groups(files.paths)
-    _, val = dataset.grouped_split(
-        files.labels, groups, seed=int(classifier.card.data["training"]["split_seed"])
-    )
     sets = {
-        "validation": [files.paths[i] for i in val],
+        "validation": validation_paths(classifier.card.data, data=None),
         "ph2": dataset.list_labelled(DATA / "ph2").paths,
         "mvb-test": dataset.list_labelled(DATA / "skin-cancer-mvb" / "test").paths,
     }

@@ -106,6 +106,18 @@ def test_the_onnx_export_gives_the_keras_probabilities(trained_run: Path, tmp_pa
         "Distilled from made_up (8 views each; targets 0.7 x label + 0.3 x teacher"
         in (out / "MODEL_CARD.md").read_text()
     )
+    # The drift reference: the main archive's validation images only (tests/sites covers its use).
+    data = Path(json.loads((trained_run / "run.json").read_text())["train_dir"]).parent
+    reference = CliRunner().invoke(
+        cli,
+        ["model-reference", "--model", str(out), "--data", str(data), "--out", str(tmp_path / "card.json")],
+        catch_exceptions=False,
+    )
+    assert reference.exit_code == 0, reference.output
+    split = json.loads((trained_run / "split.json").read_text())
+    main_validation = [n for n in split["validation"] if n.startswith("train/")]
+    assert 0 < len(main_validation) < len(split["validation"])
+    assert json.loads((tmp_path / "card.json").read_text())["reference"]["n"] == len(main_validation)
     pixels = load_pixels(dataset_images("benign", 6) + dataset_images("malignant", 6), size=96)
     onnx = load_classifier(out, backend="onnx").predict(pixels)
     keras = load_classifier(out, backend="keras").predict(pixels)
