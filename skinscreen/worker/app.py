@@ -26,7 +26,13 @@ def make_celery(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout},
+        # A batch held by a worker that died is delivered again once the visibility timeout has
+        # passed; kombu looks for such batches every 10 s times its throttle (10 by default, so
+        # every ~100 s). Throttle 1: they come back within ~10 s of the timeout.
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout,
+            "unacked_restore_throttle": 1,
+        },
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,

@@ -23,7 +23,8 @@ def test_the_app_takes_its_broker_and_timeouts_from_the_settings_it_is_given() -
     settings = Settings(broker_url="redis://broker.example:6380/4", visibility_timeout=77)
     app = make_celery(settings)
     assert app.conf.broker_url == "redis://broker.example:6380/4"
-    assert app.conf.broker_transport_options == {"visibility_timeout": 77}
+    # Batches of dead workers are looked for every ~10 s (kombu's interval, throttle 1), not ~100 s.
+    assert app.conf.broker_transport_options == {"visibility_timeout": 77, "unacked_restore_throttle": 1}
     assert app.conf.task_default_queue == QUEUE
     assert SCORE_BATCH in app.tasks
     assert app.conf.task_acks_late and app.conf.task_reject_on_worker_lost
