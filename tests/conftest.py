@@ -21,20 +21,8 @@ SHARED = REPO.parent / "shared"
 DATA = Path(os.environ.get("TEST_DATA_DIR") or SHARED / "data" / "skin-cancer-mvb")
 WEIGHTS = SHARED / "weights" / "mobilenet_v2_1.0_224_imagenet_no_top.weights.h5"
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
-def _redis_url() -> str:
-    """TEST_REDIS_URL (developers running suites side by side on one Redis give each its own
-    database), else database 0; under pytest-xdist, worker gwN takes the database N after it."""
-    url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    if not worker.startswith("gw"):
-        return url
-    base, _, db = url.rpartition("/")
-    return f"{base}/{int(db or 0) + int(worker[2:])}"
-
-
-REDIS_URL = _redis_url()
+# TEST_REDIS_URL lets developers run suites side by side on one Redis (each its own database).
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 IN_CI = bool(os.environ.get("CI"))
 
 
