@@ -195,8 +195,33 @@ TWOSITE_PLAIN = replace(
     ],
 )
 
+# twosite-plain kept its last fine-tuning epoch (validation AUC still rising): train it longer.
+TWOSITE_PLAIN_MORE = replace(
+    TWOSITE_PLAIN,
+    name="twosite-plain-more",
+    head_epochs=0,
+    finetune_epochs=6,
+    finetune_lr=5e-5,
+    notes=[
+        *TWOSITE_PLAIN.notes,
+        "Then 6 more fine-tuning epochs from the twosite-plain run's weights (train --init-from), Adam "
+        "5e-5 on a new cosine decay: twosite-plain kept its last epoch, its validation AUC still rising.",
+    ],
+)
+
 RECIPES = {
-    r.name: r for r in (PAPER, DEFAULT, AVERAGED, FULL, MULTISITE, MULTISITE_MORE, DISTIL, TWOSITE_PLAIN)
+    r.name: r
+    for r in (
+        PAPER,
+        DEFAULT,
+        AVERAGED,
+        FULL,
+        MULTISITE,
+        MULTISITE_MORE,
+        DISTIL,
+        TWOSITE_PLAIN,
+        TWOSITE_PLAIN_MORE,
+    )
 }
 
 
