@@ -59,6 +59,7 @@ def score(data_dir: Path, extra: list[Path], teachers: dict[str, Path], out: Pat
 
 
 def report(npz: Path, data_dir: Path, extra: list[Path]) -> None:
+    from skinscreen.models.training.distill import teacher_names
     from skinscreen.models.training.metrics import roc_auc
     from skinscreen.models.training.train import sources_of, split_sources
 
@@ -69,7 +70,7 @@ def report(npz: Path, data_dir: Path, extra: list[Path]) -> None:
     # split.json names the main set's images train/..., the others NAME/...
     source = np.asarray([data_dir.name if n.startswith("train/") else n.split("/")[0] for n in names])
     y = data["labels"].astype(bool)
-    teachers = [k for k in data.files if k not in ("names", "labels")]
+    teachers = teacher_names(data)
     candidates = {f"{t} (1 view)": data[t][:, 0] for t in teachers}
     candidates |= {f"{t} (8 views)": data[t].mean(axis=1) for t in teachers}
     if len(teachers) > 1:

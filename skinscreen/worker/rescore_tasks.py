@@ -17,7 +17,7 @@ from celery import Celery
 from skinscreen.config import Settings
 from skinscreen.heartbeat import connect
 from skinscreen.tasknames import RESCORE_BATCH, RESCORE_REPORTS
-from skinscreen.worker.tasks import RETRY_ON
+from skinscreen.worker.tasks import RETRY
 
 REPORT_TTL_S = 24 * 3600
 """How long a run's reports stay in Redis when no CLI reads them (it stopped waiting, or died)."""
@@ -60,10 +60,7 @@ def register(app: Celery, settings: Settings) -> None:
     @app.task(
         name=RESCORE_BATCH,
         bind=True,
-        autoretry_for=RETRY_ON,
-        retry_backoff=2,
-        retry_backoff_max=60,
-        max_retries=20,
+        **RETRY,
     )
     def rescore_batch(
         self: Any, image_ids: list[int], version: str, run_id: str | None = None

@@ -20,6 +20,8 @@ from skinscreen.tasknames import SCORE_BATCH
 # Connection errors only: a bad image is a stored result, never a retry. Database errors are classified
 # in the task body (skinscreen.db.errors): a permanent one must not be retried.
 RETRY_ON = (BrokerOperationalError, RedisConnectionError, ConnectionError)
+RETRY = {"autoretry_for": RETRY_ON, "retry_backoff": 2, "retry_backoff_max": 60, "max_retries": 20}
+"""Every task's retry policy: a broker or Redis outage is waited out with backoff, never lost."""
 
 
 class ProcessState:
@@ -65,10 +67,7 @@ def register(app: Celery, settings: Settings) -> None:
     @app.task(
         name=SCORE_BATCH,
         bind=True,
-        autoretry_for=RETRY_ON,
-        retry_backoff=2,
-        retry_backoff_max=60,
-        max_retries=20,
+        **RETRY,
     )
     def score_batch(self: Any, image_ids: list[int]) -> dict[str, Any]:
         """Score these images; a bad file is stored as failed with its reason, never raised."""

@@ -115,6 +115,14 @@ def image_rows(url: str) -> dict[str, dict[str, Any]]:
     return {row["sha256"]: row for row in by_id.values()}
 
 
+def assert_each_scored_once(rows: dict[str, dict[str, Any]], files: list[Path]) -> None:
+    """Every file's image (by content, from `image_rows`) is scored, with exactly one prediction."""
+    for path in files:
+        row = rows[sha256(path)]
+        assert row["state"] == "scored", (path.name, row["reason"])
+        assert len(row["predictions"]) == 1, path.name
+
+
 def queued_count(url: str) -> int:
     engine = sa.create_engine(url)
     with engine.connect() as conn:

@@ -16,7 +16,15 @@ import sqlalchemy as sa
 from PIL import Image
 
 from tests.conftest import dataset_images
-from tests.worker.pipeline import Process, cli, env_for, image_rows, queued_count, sha256, wait_for
+from tests.worker.pipeline import (
+    Process,
+    assert_each_scored_once,
+    cli,
+    env_for,
+    image_rows,
+    queued_count,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -76,7 +84,4 @@ def test_a_worker_killed_mid_batch_with_default_settings_is_recovered_within_90_
     assert "re-sending" in (tmp_path / "ingest.log").read_text()
     rows = image_rows(pg_url)
     assert len(rows) == len(files)
-    for path in files:
-        row = rows[sha256(path)]
-        assert row["state"] == "scored", (path.name, row["reason"])
-        assert len(row["predictions"]) == 1, path.name
+    assert_each_scored_once(rows, files)

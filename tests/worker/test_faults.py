@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from tests.conftest import IN_CI, dataset_images
-from tests.worker.pipeline import Process, image_rows, queued_count, sha256, wait_for
+from tests.worker.pipeline import Process, assert_each_scored_once, image_rows, queued_count, sha256, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -74,10 +74,7 @@ def drop(sources: list[Path], folder: Path) -> list[Path]:
 def assert_scored_once(url: str, files: list[Path]) -> None:
     rows = image_rows(url)
     assert len(rows) == len({sha256(f) for f in files})
-    for path in files:
-        row = rows[sha256(path)]
-        assert row["state"] == "scored", (path.name, row["reason"])
-        assert len(row["predictions"]) == 1, path.name
+    assert_each_scored_once(rows, files)
 
 
 def all_done(url: str, count: int) -> bool:

@@ -15,6 +15,7 @@ from tests.conftest import dataset_images
 from tests.dicom_factory import SYNTAXES, make_dicom
 from tests.worker.pipeline import (
     Process,
+    assert_each_scored_once,
     image_rows,
     predict_by_sha,
     queued_count,
@@ -160,10 +161,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_scores_nothing_twice(
     assert held[0] in received_tasks((tmp_path / "worker2.log").read_text())  # redelivered
     rows = image_rows(pg_url)
     assert len(rows) == len(files)
-    for path in files:
-        row = rows[sha256(path)]
-        assert row["state"] == "scored", (path.name, row["reason"])
-        assert len(row["predictions"]) == 1, path.name
+    assert_each_scored_once(rows, files)
     assert attempts(pg_url) == {1}  # each id was sent once: nothing came back through the sweeper
 
 

@@ -19,10 +19,15 @@ from skinscreen.checksum import sha256_file
 from skinscreen.errors import DatasetError
 
 
+def teacher_names(data: Any) -> list[str]:
+    """The teachers in a loaded teacher-scores file (every array but `names` and `labels`)."""
+    return [k for k in data.files if k not in ("names", "labels")]
+
+
 def teacher_scores(path: Path, names: Sequence[str], teachers: Sequence[str] = ()) -> np.ndarray:
     """The teacher probability of each name (mean of `teachers`, all if empty, over all views)."""
     data = np.load(path)
-    available = [k for k in data.files if k not in ("names", "labels")]
+    available = teacher_names(data)
     chosen = list(teachers) or available
     unknown = sorted(set(chosen) - set(available))
     if unknown:
@@ -66,11 +71,10 @@ def label_metrics() -> list[Any]:
 
 def describe(path: Path, teachers: Sequence[str], weight: float) -> dict[str, Any]:
     """What run.json and the model card record about the teacher."""
-    data = np.load(path)
     return {
         "file": str(path),
         "sha256": sha256_file(path),
-        "teachers": list(teachers) or [k for k in data.files if k not in ("names", "labels")],
+        "teachers": list(teachers) or teacher_names(np.load(path)),
         "views": 8,
         "weight": weight,
     }
