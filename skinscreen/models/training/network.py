@@ -40,6 +40,10 @@ class Recipe:
     brightness: float = 0.0  # images scaled by a factor in [1 - b, 1 + b]
     channel_gain: float = 0.0  # each channel scaled by a factor in [1 - g, 1 + g] (white balance)
     saturation: float = 0.0  # blended with its grey version by a factor in [1 - s, 1 + s]
+    # Telling hospitals apart earns nothing: class weights balanced within each source (not over
+    # the pooled images), and the fine-tuning epoch kept by the mean of per-source validation ROC
+    # AUCs (not the pooled AUC, which rewards knowing which hospital has more malignant images).
+    site_neutral: bool = False
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -209,6 +213,34 @@ TWOSITE_PLAIN_MORE = replace(
     ],
 )
 
+# The sources' malignant shares differ (skin-cancer-mvb/train 45 %, skin-cancer-bcn 61 %), so pooled
+# class weights and the pooled validation AUC both pay a model for recognising the hospital: a
+# shortcut that cannot hold at a third one. Same schedule as twosite-plain, with the site made useless.
+TWOSITE_NEUTRAL = replace(
+    TWOSITE_PLAIN,
+    name="twosite-neutral",
+    site_neutral=True,
+    notes=[
+        *TWOSITE_PLAIN.notes,
+        "Site-neutral: class weights balance benign and malignant within each source, and the epoch "
+        "kept is the one with the best mean of per-source validation ROC AUCs, so recognising the "
+        "hospital (whose malignant share differs) is worth nothing to the loss or to the choice.",
+    ],
+)
+
+TWOSITE_NEUTRAL_MORE = replace(
+    TWOSITE_NEUTRAL,
+    name="twosite-neutral-more",
+    head_epochs=0,
+    finetune_epochs=6,
+    finetune_lr=5e-5,
+    notes=[
+        *TWOSITE_NEUTRAL.notes,
+        "Then 6 more fine-tuning epochs from the twosite-neutral run's weights (train --init-from), "
+        "Adam 5e-5 on a new cosine decay, as twosite-plain-more did for twosite-plain.",
+    ],
+)
+
 RECIPES = {
     r.name: r
     for r in (
@@ -221,6 +253,8 @@ RECIPES = {
         DISTIL,
         TWOSITE_PLAIN,
         TWOSITE_PLAIN_MORE,
+        TWOSITE_NEUTRAL,
+        TWOSITE_NEUTRAL_MORE,
     )
 }
 

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,14 +151,23 @@ def train(
         logger.info("distilling from %s (weight %.2f)", teacher, distill_weight)
     x_va, y_va = pixels[va], files.labels[va].astype("float32")
     aug = augmenter(recipe, seed=seed)
+    train_source = np.asarray(source_of)[tr]
+    class_weight = None
+    weights = None  # per image, when classes are balanced within each source
+    if recipe.class_weight and recipe.site_neutral:
+        weights = balanced_within_sources(files.labels[tr], train_source)
+    elif recipe.class_weight:
+        counts = np.bincount(files.labels[tr], minlength=2)
+        class_weight = {c: float(len(tr) / (2 * counts[c])) for c in (0, 1)}
+    tensors = (x_tr, y_tr) if weights is None else (x_tr, y_tr, weights)
     train_ds = (
-        tf.data.Dataset.from_tensor_slices((x_tr, y_tr))
+        tf.data.Dataset.from_tensor_slices(tensors)
         .shuffle(len(x_tr), seed=seed, reshuffle_each_iteration=True)
         .batch(recipe.batch_size)
         .map(
-            lambda x, y: (
+            lambda x, *rest: (
                 aug(colour_jitter(tf.cast(x, "float32"), recipe=recipe, seed=seed), training=True),
-                y,
+                *rest,
             ),
             num_parallel_calls=1,
         )
@@ -165,10 +175,11 @@ def train(
     )
     val_ds = tf.data.Dataset.from_tensor_slices((x_va.astype("float32"), y_va)).batch(64)
 
-    class_weight = None
-    if recipe.class_weight:
-        counts = np.bincount(files.labels[tr], minlength=2)
-        class_weight = {c: float(len(tr) / (2 * counts[c])) for c in (0, 1)}
+    def selection_auc(probs: np.ndarray) -> float:
+        """What the kept epoch maximises: pooled validation ROC AUC, or its mean over sources."""
+        if recipe.site_neutral:
+            return mean_source_auc(y_va, probs, val_source)
+        return roc_auc(y_va.astype(bool), probs)
 
     model = build_model(recipe=recipe, size=size, alpha=alpha, backbone_weights=backbone_weights)
     if init_from is not None:
@@ -202,6 +213,7 @@ def train(
 
     best_epoch: int | str = head_epochs
     candidate_aucs: dict[int | str, float] = {}
+    selection_by_epoch: list[float] = []  # site-neutral recipes: mean per-source AUC per fine-tuning epoch
     val_probs: np.ndarray | None = None  # the kept weights' validation scores, once computed
     if fine_epochs:
         n = unfreeze_top(model, recipe=recipe)
@@ -212,7 +224,10 @@ def train(
         model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss, metrics=metrics())
         logger.info("stage 2: %d fine-tuning epochs, %d base layers trainable", fine_epochs, n)
         snapshots = _Snapshots(
-            average_from=fine_epochs - recipe.average_last if recipe.average_last else None
+            average_from=fine_epochs - recipe.average_last if recipe.average_last else None,
+            score=(lambda m: selection_auc(view_averaged(m, x_va, tta=recipe.tta)))
+            if recipe.site_neutral
+            else None,
         )
         h2 = model.fit(
             train_ds,
@@ -225,6 +240,7 @@ def train(
         )
         for k, v in h2.history.items():
             history[k] = history.get(k, []) + list(map(float, v))
+        selection_by_epoch = snapshots.scores
         best_epoch = head_epochs + fine_epochs
         candidates: dict[int | str, list[Any]] = {}
         if recipe.select_best and snapshots.best_weights is not None:
@@ -234,7 +250,7 @@ def train(
             candidates[f"average of epochs {first}-{head_epochs + fine_epochs}"] = snapshots.average
         if len(candidates) > 1:
             scored = _validation_scores(model, candidates, x_va, tta=recipe.tta)
-            candidate_aucs = {k: roc_auc(y_va.astype(bool), p) for k, p in scored.items()}
+            candidate_aucs = {k: selection_auc(p) for k, p in scored.items()}
             best_epoch = max(candidate_aucs, key=candidate_aucs.__getitem__)
             val_probs = scored[best_epoch]
             logger.info("kept %s (validation ROC AUC with test-time views: %s)", best_epoch, candidate_aucs)
@@ -262,6 +278,7 @@ def train(
         "init_from": {"path": str(init_from), "sha256": sha256_file(init_from)} if init_from else None,
         "teacher": _teacher_record(teacher, teachers, distill_weight),
         "candidates_validation_auc": {str(k): v for k, v in candidate_aucs.items()},
+        "finetune_mean_source_auc": selection_by_epoch or None,
         **chosen,
         "validation_by_source": {
             name: _summary(y_va[val_source == name], val_probs[val_source == name], chosen["threshold"])
@@ -295,6 +312,25 @@ def _teacher_record(teacher: Path | None, teachers: tuple[str, ...], weight: flo
     from skinscreen.models.training import distill
 
     return distill.describe(teacher, teachers, weight)
+
+
+def balanced_within_sources(labels: np.ndarray, sources: np.ndarray) -> np.ndarray:
+    """Per-image weights n_s / (2 n_sc): benign and malignant weigh the same within each source,
+    and each source keeps its share of the total (with one source: balanced class weights)."""
+    weights = np.zeros(len(labels), dtype="float32")
+    for name in np.unique(sources):
+        in_source = sources == name
+        counts = np.bincount(labels[in_source], minlength=2)
+        for c in (0, 1):
+            weights[in_source & (labels == c)] = in_source.sum() / (2 * max(int(counts[c]), 1))
+    return weights
+
+
+def mean_source_auc(labels: np.ndarray, probs: np.ndarray, sources: np.ndarray) -> float:
+    """The mean over sources of each source's own ROC AUC (the rule every model choice uses)."""
+    return float(
+        np.mean([roc_auc(labels[sources == s].astype(bool), probs[sources == s]) for s in np.unique(sources)])
+    )
 
 
 def view_averaged(model: Any, pixels: np.ndarray, *, tta: str) -> np.ndarray:
@@ -339,10 +375,11 @@ def _validation_scores(
 
 
 class _Snapshots:
-    """A Keras callback keeping the best epoch's weights (by validation AUC) and, from epoch
-    `average_from` on, the running mean of the weights at the end of each epoch."""
+    """A Keras callback keeping the best epoch's weights (by validation AUC, or by `score(model)`
+    when given) and, from epoch `average_from` on, the running mean of the weights at the end of
+    each epoch."""
 
-    def __new__(cls, *, average_from: int | None) -> Any:
+    def __new__(cls, *, average_from: int | None, score: Callable[[Any], float] | None = None) -> Any:
         import keras
 
         class Snapshots(keras.callbacks.Callback):  # type: ignore[misc]
@@ -353,9 +390,15 @@ class _Snapshots:
                 self.best_weights: list[Any] | None = None
                 self.average: list[Any] | None = None
                 self.averaged = 0
+                self.scores: list[float] = []  # score(model) after each epoch, when given
 
             def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-                auc = float((logs or {}).get("val_auc", -1.0))
+                if score is None:
+                    auc = float((logs or {}).get("val_auc", -1.0))
+                else:
+                    auc = score(self.model)
+                    self.scores.append(auc)
+                    logger.info("epoch %d: selection AUC %.4f", epoch + 1, auc)
                 if auc > self.best:
                     self.best, self.best_epoch, self.best_weights = auc, epoch, self.model.get_weights()
                 if average_from is not None and epoch >= average_from:
