@@ -79,9 +79,15 @@ def site_rows(session: Session, *, model: ModelInfo) -> list[dict[str, Any]]:
 
 
 def site_scores(session: Session, *, site: str, model: ModelInfo) -> dict[str, list[float]]:
-    """A site's scores by latest verdict (malignant, benign, uncertain, not reviewed), for the plot."""
+    """A site's scores by latest verdict (malignant, benign, uncertain, not reviewed), for the plot.
+
+    Audit cases still waiting for their verdict are left out: they are blinded, and a plot of a few
+    cases would give their scores away.
+    """
     out: dict[str, list[float]] = {"malignant": [], "benign": [], "uncertain": [], "not reviewed": []}
     for case in sites.site_cases(session, site=site, model_version=model.version):
+        if case.audit and case.verdict is None:
+            continue
         out[case.verdict or "not reviewed"].append(case.probability)
     return out
 

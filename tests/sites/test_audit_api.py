@@ -126,3 +126,19 @@ def test_admins_see_sites_with_estimates_and_a_score_plot(audited: tuple[TestCli
     assert 'href="/sites/view?name=siteA"' in listing
     assert '<svg xmlns="http://www.w3.org/2000/svg"' in page and 'data-series="not reviewed"' in page
     assert client.get("/sites/view", params={"name": "nowhere"}).status_code == 404
+
+
+def test_the_site_plot_leaves_out_an_audit_case_until_its_verdict(
+    audited: tuple[TestClient, Seeded, int],
+) -> None:
+    # siteA: a1, a2 and a3 are flagged (their scores are shown anyway); a4 (0.12) is the blinded audit
+    # case, the only unflagged one: in the plot its bin alone would give its score away.
+    client, _, case = audited
+    csrf = page_login(client, "root")
+
+    before = client.get("/sites/view", params={"name": "siteA"}).text
+    client.post(f"/cases/{case}/verdict", data={"verdict": "benign", "csrf_token": csrf})
+    after = client.get("/sites/view", params={"name": "siteA"}).text
+
+    assert "not reviewed (3)" in before and 'data-series="benign"' not in before
+    assert "not reviewed (3)" in after and "benign (1)" in after
