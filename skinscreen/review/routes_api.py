@@ -20,7 +20,7 @@ from skinscreen.review import schemas
 from skinscreen.review.actions import authenticate, client_address, give_verdict, open_case
 from skinscreen.review.auth import DB, ApiAdmin, ApiUser, Principal, bearer_scheme, context
 from skinscreen.review.exports import CASE_COLUMNS, csv_chunks
-from skinscreen.review.passwords import hash_password, hash_token, new_token
+from skinscreen.review.passwords import HashingBusyError, hash_password, hash_token, new_token
 
 logger = logging.getLogger(__name__)
 
@@ -273,6 +273,18 @@ def get_batch(
 # -- admins ------------------------------------------------------------------------------------------
 
 
+def _new_password_hash(password: str) -> str:
+    """The argon2 hash of a new password; 503 with Retry-After while every argon2 slot stays busy."""
+    try:
+        return hash_password(password)
+    except HashingBusyError as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "passwords are being checked; try again shortly",
+            headers={"Retry-After": "1"},
+        ) from exc
+
+
 @router.get("/users", tags=["admin"])
 def list_users(admin: ApiAdmin, session: DB) -> list[schemas.AccountOut]:
     return [schemas.AccountOut.model_validate(a) for a in accounts.list_accounts(session)]
@@ -282,12 +294,12 @@ def list_users(admin: ApiAdmin, session: DB) -> list[schemas.AccountOut]:
     "/users",
     tags=["admin"],
     status_code=status.HTTP_201_CREATED,
-    responses={409: {"description": "name taken"}},
+    responses={409: {"description": "name taken"}, 503: {"description": "password hashing busy"}},
 )
 def add_user(body: schemas.AccountIn, admin: ApiAdmin, session: DB, request: Request) -> schemas.AccountOut:
     try:
         account = accounts.add_account(
-            session, name=body.name, role=body.role, password_hash=hash_password(body.password)
+            session, name=body.name, role=body.role, password_hash=_new_password_hash(body.password)
         )
     except IntegrityError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, "an account with this name exists") from exc
@@ -305,6 +317,7 @@ def add_user(body: schemas.AccountIn, admin: ApiAdmin, session: DB, request: Req
 ACCOUNT_RESPONSES: Responses = {
     404: {"description": "no such account"},
     409: {"description": "it would leave no active admin"},
+    503: {"description": "password hashing busy"},
 }
 
 
@@ -334,7 +347,7 @@ def change_user(
     if body.active is not None:
         account.active = body.active
     if body.password is not None:
-        account.password_hash = hash_password(body.password)
+        account.password_hash = _new_password_hash(body.password)
         changes["password"] = "new"
     if body.password is not None or body.active is False:
         accounts.end_sessions(session, account.id)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import unquote
@@ -15,9 +17,17 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from skinscreen.db.session import make_engine
+from skinscreen.review import create_app, passwords
 from skinscreen.review.app import SESSION_COOKIE
 from tests.conftest import REPO
-from tests.review.conftest import PASSWORDS, Seeded, seed_database, token_for
+from tests.review.conftest import (
+    MODEL_VERSION,
+    PASSWORDS,
+    Seeded,
+    review_settings,
+    seed_database,
+    token_for,
+)
 from tests.review.test_api import page_login, rows_of
 
 
@@ -278,3 +288,37 @@ def test_the_interactive_docs_are_off_and_the_openapi_schema_is_served(client: T
     assert client.get("/redoc").status_code == 404
     schema = client.get("/openapi.json")
     assert schema.status_code == 200 and "/api/cases" in schema.json()["paths"]
+
+
+@pytest.fixture
+def card_only_client(tmp_path: Path) -> Iterator[tuple[TestClient, Seeded]]:
+    """The app over the seeded cases (SQLite) with a model that is only a card: nothing is loaded."""
+    seeded = seed_database(f"sqlite:///{tmp_path / 'review.db'}", tmp_path)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "card.json").write_text(
+        json.dumps({"version": MODEL_VERSION, "threshold": seeded.threshold, "input_size": 64})
+    )
+    with TestClient(create_app(review_settings(seeded.url, tmp=tmp_path, model=model))) as test_client:
+        yield test_client, seeded
+
+
+def test_a_busy_password_hasher_answers_503_to_account_changes_and_changes_nothing(
+    card_only_client: tuple[TestClient, Seeded], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, seeded = card_only_client
+    root = token_for(client, "root")
+    monkeypatch.setattr(passwords, "HASH_WAIT", 0.01)
+    assert passwords._slots.acquire(timeout=10)  # a sign-in flood holds the one argon2 slot
+    try:
+        added = client.post("/api/users", headers=root, json={"name": "eve", "password": "eve-password-1"})
+        changed = client.patch(
+            f"/api/users/{seeded.accounts['alice']}", headers=root, json={"password": "new-password-1"}
+        )
+    finally:
+        passwords._slots.release()
+
+    assert added.status_code == changed.status_code == 503
+    assert added.headers["retry-after"] == changed.headers["retry-after"] == "1"
+    assert rows_of(seeded.url, "SELECT count(*) FROM account WHERE name = 'eve'") == [(0,)]
+    token_for(client, "alice")  # the old password still works
