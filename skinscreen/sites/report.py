@@ -110,6 +110,7 @@ def batch_drift(
             "flagged_rate": round(sum(flagged) / len(probs), 4) if probs else None,
             "expected_range": None,
             "psi": None,
+            "psi_limit": None,
         }
         calibrated = thresholds.get(site)
         reference, threshold = model.reference, model.threshold
