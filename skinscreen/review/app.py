@@ -46,7 +46,7 @@ verdicts of the dermatologists who review them.
 
 Authenticate with `POST /api/token` (form fields `username`, `password`) and send
 `Authorization: Bearer <token>`. The review page's session cookie also works, with the
-session's CSRF token in `X-CSRF-Token` on every POST and PATCH."""
+session's CSRF token in `X-CSRF-Token` on every POST, PATCH and DELETE."""
 
 
 def create_app(settings: Settings, *, gradcam_loader: Callable[[Path], GradCam] = load_gradcam) -> FastAPI:

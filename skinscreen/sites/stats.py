@@ -171,7 +171,8 @@ class SiteEstimate:
 def strata_weights(
     flagged: np.ndarray, audit: np.ndarray, verdict: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, float | None, float | None]:
-    """Which cases enter the weighted estimate (`used`), their label and the two stratum weights.
+    """Which cases enter the weighted estimate (`used`), each case's weight (0 when not used) and the
+    two stratum weights (None for a stratum without a reviewed case).
 
     The flagged stratum is represented by its reviewed cases (weight N_F / n_F), the unflagged one by
     its reviewed audit cases only (weight N_U / n_A); unflagged cases reviewed outside the audit
