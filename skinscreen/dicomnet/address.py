@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from pydicom.uid import UID
+
 _AE_CHARS = re.compile(r"[\x20-\x5b\x5d-\x7e]{1,16}")  # printable ASCII but backslash (PS3.5 AE)
 
 
@@ -43,3 +45,12 @@ def folder_name(ae_title: str) -> str:
     """A calling AE title as one safe folder name (the site): no separators, no leading dot."""
     name = re.sub(r"[^A-Za-z0-9_-]+", "_", ae_title.strip())
     return name.strip("_") or "UNKNOWN_AE"
+
+
+def study_folder(study_uid: str) -> str:
+    """A Study Instance UID as a folder name: itself when it is a valid UID, else `unknown-study`.
+
+    The UID comes from a received or dropped file, so it is untrusted: `../..` or `/` must not
+    choose where a file is written.
+    """
+    return study_uid if UID(study_uid).is_valid else "unknown-study"

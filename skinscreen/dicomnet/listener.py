@@ -29,7 +29,7 @@ from pydicom.uid import UID
 from pynetdicom import AE, evt
 from pynetdicom.presentation import StoragePresentationContexts
 
-from skinscreen.dicomnet.address import folder_name
+from skinscreen.dicomnet.address import folder_name, study_folder
 from skinscreen.images import PHOTO_SOP_CLASSES
 
 logger = logging.getLogger(__name__)
@@ -121,8 +121,7 @@ class StudyStager:
     def store(self, data: bytes, *, calling_ae: str, study_uid: str, study_date: str, sop_uid: str) -> Path:
         """Write one instance atomically into its study's staging folder."""
         site = folder_name(calling_ae)
-        study = study_uid if UID(study_uid).is_valid else "unknown-study"
-        folder = self.root / site / study / study_date
+        folder = self.root / site / study_folder(study_uid) / study_date
         folder.mkdir(parents=True, exist_ok=True)
         final = folder / _file_name(sop_uid)
         partial = final.with_name(final.name + f".{os.getpid()}.{threading.get_ident()}.part")

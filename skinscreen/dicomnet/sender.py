@@ -23,7 +23,7 @@ from skinscreen.config import Settings
 from skinscreen.db.session import session_scope
 from skinscreen.db.tables import DicomExport, ExportState, Image, Prediction, Review, utcnow
 from skinscreen.dicomnet import exports, results
-from skinscreen.dicomnet.address import parse_destination
+from skinscreen.dicomnet.address import parse_destination, study_folder
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ def _to_outbox(folder: Path, built: list[_Built]) -> dict[int, tuple[ExportState
     out: dict[int, tuple[ExportState, str | None]] = {}
     for item in built:
         assert item.dataset is not None
-        target = folder / str(item.dataset.StudyInstanceUID)
+        target = folder / study_folder(str(item.dataset.StudyInstanceUID))
         try:
             target.mkdir(parents=True, exist_ok=True)
             final = target / f"{item.dataset.SOPInstanceUID}.dcm"

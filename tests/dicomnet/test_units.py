@@ -134,6 +134,23 @@ def test_results_go_to_the_outbox_once_and_unwritable_ones_wait(
         assert {r["state"] for r in exports.list_exports(session)} == {ExportState.sent}
 
 
+def test_a_study_uid_from_the_source_cannot_choose_where_the_outbox_writes(
+    scored_dicom: tuple[Any, Path, int], tmp_path: Path
+) -> None:
+    """The Study Instance UID names the outbox folder; a file that says `../../escaped` is untrusted."""
+    sessions, src, image_id = scored_dicom
+    ds = pydicom.dcmread(src)
+    ds.StudyInstanceUID = "../../escaped"
+    ds.save_as(src, enforce_file_format=True)
+    outbox = tmp_path / "deep" / "outbox"
+    settings = Settings(dicom_outbox=outbox, model="default")
+    with session_scope(sessions) as session:
+        assert exports.queue_scored(session, [image_id], model_version="v1", settings=settings) == 2
+    assert send_due(sessions, settings, builder=NoGradCam(settings)).sent == 2
+    assert not (tmp_path / "escaped").exists()
+    assert [p.relative_to(outbox).parts[0] for p in outbox.rglob("*.dcm")] == ["unknown-study"] * 2
+
+
 def test_the_backoff_doubles_up_to_its_cap() -> None:
     settings = Settings(export_backoff=10, export_backoff_max=35)
     assert [exports.backoff(n, settings).total_seconds() for n in (1, 2, 3, 4)] == [10, 20, 35, 35]
