@@ -8,14 +8,18 @@ retried after a doubling backoff. A pass where some objects fail is reported as 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from pydicom import config as dicom_config
 from pydicom.dataset import Dataset
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -49,6 +53,16 @@ class _Built:
     export_id: int
     dataset: Dataset | None
     error: str | None = None
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """No warnings and no pydicom value checks while a result is built from a source header: both
+    quote the value they object to (highdicom a one-component PatientName, pydicom an invalid
+    PatientBirthDate), and header values must not reach a log."""
+    with warnings.catch_warnings(), dicom_config.disable_value_validation():
+        warnings.simplefilter("ignore")
+        yield
 
 
 class ResultBuilder:
@@ -111,7 +125,8 @@ class ResultBuilder:
         try:
             if export.kind == exports.KIND_SC:
                 overlay = self.overlay(image, prediction.model_version)
-                return _Built(export.id, results.build_sc(source, overlay, facts))
+                with _quiet():
+                    return _Built(export.id, results.build_sc(source, overlay, facts))
             verification = None
             if export.kind == exports.KIND_SR_VERIFIED:
                 review = session.get(Review, export.review_id)
@@ -128,9 +143,10 @@ class ResultBuilder:
                     ),
                 )
                 facts = replace(facts, instance_number=1 + export.id)
-            return _Built(export.id, results.build_sr(source, facts, verification=verification))
-        except Exception as exc:
-            logger.exception("cannot build DICOM result %d", export.id)
+            with _quiet():
+                return _Built(export.id, results.build_sr(source, facts, verification=verification))
+        except Exception as exc:  # the type only: the message may quote a header value
+            logger.error("cannot build DICOM result %d (%s)", export.id, type(exc).__name__)
             return _Built(export.id, None, f"cannot build the result ({type(exc).__name__})")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -149,6 +150,38 @@ def test_a_study_uid_from_the_source_cannot_choose_where_the_outbox_writes(
     assert send_due(sessions, settings, builder=NoGradCam(settings)).sent == 2
     assert not (tmp_path / "escaped").exists()
     assert [p.relative_to(outbox).parts[0] for p in outbox.rglob("*.dcm")] == ["unknown-study"] * 2
+
+
+@pytest.mark.parametrize(
+    ("keyword", "value", "sent"),
+    [
+        ("PatientName", "SECRETNAME JOHN", 2),  # one component: highdicom warns, quoting it
+        ("PatientBirthDate", "1980-13-45", 0),  # invalid: pydicom logs it, the build's error quotes it
+    ],
+)
+def test_header_values_that_stop_or_trouble_a_build_reach_no_log(
+    scored_dicom: tuple[Any, Path, int],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+    keyword: str,
+    value: str,
+    sent: int,
+) -> None:
+    sessions, src, image_id = scored_dicom
+    ds = pydicom.dcmread(src)
+    setattr(ds, keyword, value)
+    ds.save_as(src, enforce_file_format=True)
+    settings = Settings(dicom_outbox=tmp_path / "outbox", model="default")
+    with session_scope(sessions) as session:
+        exports.queue_scored(session, [image_id], model_version="v1", settings=settings)
+    caplog.set_level(logging.DEBUG)
+    report = send_due(sessions, settings, builder=NoGradCam(settings))
+    assert (report.sent, report.failed) == (sent, 2 - sent)
+    assert all("ValueError" in e for e in report.errors)
+    captured = capfd.readouterr()
+    for text in (caplog.text, captured.out, captured.err, *report.errors):
+        assert value not in text and value.split()[0] not in text
 
 
 def test_the_backoff_doubles_up_to_its_cap() -> None:
