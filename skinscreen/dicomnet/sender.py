@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import socket
 import warnings
@@ -73,17 +74,16 @@ class ResultBuilder:
         self._heatmaps: Any = None
 
     def _operating_point(self, prediction: Prediction) -> str:
+        """The card's threshold rule when the prediction used this model's own threshold, else the
+        threshold (another version's, or a site's calibrated one, which the rule does not describe)."""
         from skinscreen.models.classifier import read_card, resolve_model_dir
 
         try:
-            model_dir = resolve_model_dir(self.settings.model)
-            card = read_card(model_dir)
+            card = read_card(resolve_model_dir(self.settings.model))
         except Exception:  # no model here: say what the threshold is
             return f"threshold {prediction.threshold:.4f}"
-        if prediction.model_version.startswith(card.version):
-            import json
-
-            rule = json.loads((model_dir / "card.json").read_text()).get("threshold_rule")
+        if prediction.model_version == card.version and math.isclose(prediction.threshold, card.threshold):
+            rule = card.data.get("threshold_rule")
             if rule:
                 return f"model default: {rule}"
         return f"threshold {prediction.threshold:.4f}"

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from skinscreen.config import Settings
 from skinscreen.db import migrate, queries
 from skinscreen.db.session import make_engine, make_session_factory, session_scope
-from skinscreen.db.tables import DicomExport, ExportState, utcnow
+from skinscreen.db.tables import DicomExport, ExportState, Prediction, utcnow
 from skinscreen.dicomnet import exports
 from skinscreen.dicomnet.address import folder_name, parse_destination
 from skinscreen.dicomnet.listener import STAGING, StudyStager
@@ -182,6 +182,19 @@ def test_header_values_that_stop_or_trouble_a_build_reach_no_log(
     captured = capfd.readouterr()
     for text in (caplog.text, captured.out, captured.err, *report.errors):
         assert value not in text and value.split()[0] not in text
+
+
+def test_the_operating_point_names_the_rule_only_for_the_threshold_it_chose(tmp_path: Path) -> None:
+    card = {"version": "v1", "threshold": 0.5, "input_size": 64, "threshold_rule": "sensitivity >= 0.9"}
+    (tmp_path / "card.json").write_text(json.dumps(card))
+    builder = ResultBuilder(Settings(model=str(tmp_path)))
+    for version, threshold, said in [
+        ("v1", 0.5, "model default: sensitivity >= 0.9"),
+        ("v1", 0.3, "threshold 0.3000"),  # a site's calibrated threshold, not the card's rule
+        ("v10", 0.5, "threshold 0.5000"),  # another model whose version starts the same
+    ]:
+        prediction = Prediction(model_version=version, threshold=threshold)
+        assert builder._operating_point(prediction) == said
 
 
 def test_the_backoff_doubles_up_to_its_cap() -> None:
