@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from skinscreen.db.audit import Action, record
-from skinscreen.db.tables import Batch, Image, ModelPromotion, Prediction, State, utcnow
+from skinscreen.db.tables import Batch, Image, ModelPromotion, Prediction, SiteThreshold, State, utcnow
 from skinscreen.errors import SkinScreenError
 
 logger = logging.getLogger(__name__)
@@ -69,15 +69,14 @@ def coverage(session: Session, version: str) -> tuple[int, int]:
 
 
 def sites_to_recalibrate(session: Session, version: str) -> list[str]:
-    """Sites that have cases but no calibrated threshold for `version`.
-
-    SITE-THRESHOLDS HOOK: site thresholds belong to a (site, model version) pair (the sites branch adds
-    a `site_threshold` table). Until that table is on main, no site has a threshold for any version, so
-    every site with cases is listed. Once it exists, subtract the sites with a row for `version`.
-    """
-    del version  # used once per-(site, model version) thresholds exist
+    """Sites that have cases but no calibrated threshold for `version` (a `site_threshold` row)."""
+    calibrated = select(SiteThreshold.site).where(SiteThreshold.model_version == version)
     stmt = (
-        select(Batch.site).join(Image, Image.batch_id == Batch.id).group_by(Batch.site).order_by(Batch.site)
+        select(Batch.site)
+        .join(Image, Image.batch_id == Batch.id)
+        .where(Batch.site.not_in(calibrated))
+        .group_by(Batch.site)
+        .order_by(Batch.site)
     )
     return [str(site) for site in session.execute(stmt).scalars()]
 
