@@ -60,11 +60,13 @@ def shown_version(session: Session) -> str | None:
 
 
 def coverage(session: Session, version: str) -> tuple[int, int]:
-    """(scored images with a prediction of `version`, scored images without one)."""
+    """(scored images with a prediction of `version`, scored images without one that a re-score can
+    still reach). A purged image (its file removed by retention) cannot be re-scored, as
+    `rescore_targets` knows: it keeps showing its first prediction and is not missing."""
     has = select(Prediction.image_id).where(Prediction.model_version == version)
     total = select(func.count()).select_from(Image).where(Image.state == State.scored)
     with_it = session.execute(total.where(Image.id.in_(has))).scalar_one()
-    without = session.execute(total.where(Image.id.not_in(has))).scalar_one()
+    without = session.execute(total.where(Image.id.not_in(has), Image.purged_at.is_(None))).scalar_one()
     return int(with_it), int(without)
 
 

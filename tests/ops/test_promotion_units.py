@@ -6,12 +6,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from skinscreen.db import migrate, queries, sites
 from skinscreen.db.session import make_engine, make_session_factory, session_scope
+from skinscreen.db.tables import Image, utcnow
 from skinscreen.models.screening import FileScore
-from skinscreen.ops.promotion import sites_to_recalibrate
+from skinscreen.ops.promotion import PromotionError, promote, sites_to_recalibrate
 
 
 @pytest.fixture
@@ -47,3 +49,15 @@ def test_a_site_calibrated_for_the_version_is_not_listed_to_recalibrate(session:
     )
     assert sites_to_recalibrate(session, "v2") == ["b"]
     assert sites_to_recalibrate(session, "v1") == ["a", "b"]  # a threshold belongs to one version
+
+
+def test_a_purged_image_does_not_stop_a_promotion(session: Session) -> None:
+    """Retention removed one file: no re-score can reach it, so it is not missing from the new version."""
+    ids = list(session.execute(select(Image.id).order_by(Image.id)).scalars())
+    rescored = {i: FileScore(Path(f"{i}.jpg"), 0.7, True, 0.5, None, "jpeg", None) for i in ids[:-1]}
+    queries.save_scores(session, rescored, model_version="v2")
+    with pytest.raises(PromotionError, match="has not scored 1 of 4"):
+        promote(session, "v2")
+    session.execute(update(Image).where(Image.id == ids[-1]).values(purged_at=utcnow()))
+    done = promote(session, "v2")
+    assert (done.version, done.scored, done.missing) == ("v2", 3, 0)
