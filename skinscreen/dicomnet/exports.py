@@ -118,11 +118,16 @@ def queue_verdict(session: Session, review: Review) -> int:
 def claim_due(
     session: Session, *, now: datetime, lease: timedelta, limit: int, everything: bool
 ) -> list[int]:
-    """Ids of pending rows due now (or every pending one), pushed `lease` ahead so others skip them."""
+    """Ids of pending rows due now (or every pending one), pushed `lease` ahead so others skip them.
+
+    The rows are locked as they are read (PostgreSQL; SQLite has one writer), and rows another claim
+    holds are skipped: without the lock, two senders both read the same rows before either pushed
+    them ahead, and both sent them."""
     stmt = select(DicomExport.id).where(DicomExport.state == ExportState.pending)
     if not everything:
         stmt = stmt.where(DicomExport.next_attempt_at <= now)
-    ids = list(session.execute(stmt.order_by(DicomExport.id).limit(limit)).scalars())
+    stmt = stmt.order_by(DicomExport.id).limit(limit).with_for_update(skip_locked=True)
+    ids = list(session.execute(stmt).scalars())
     if ids:
         session.execute(
             update(DicomExport).where(DicomExport.id.in_(ids)).values(next_attempt_at=now + lease)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -195,6 +197,49 @@ def test_the_operating_point_names_the_rule_only_for_the_threshold_it_chose(tmp_
     ]:
         prediction = Prediction(model_version=version, threshold=threshold)
         assert builder._operating_point(prediction) == said
+
+
+@pytest.mark.integration
+def test_two_senders_never_claim_the_same_export(pg_url: str, tmp_path: Path) -> None:
+    """A claim still open in one sender: another one, at the same time, gets none of its rows."""
+    migrate.upgrade(pg_url)
+    engine = make_engine(pg_url)
+    sessions = make_session_factory(engine)
+    src = make_dicom(SOURCE, tmp_path / "one.dcm", syntax="explicit_le")
+    ds = pydicom.dcmread(src)
+    with session_scope(sessions) as session:
+        image_id, _ = queries.register_file(
+            session, path=str(src), size=1, mtime_ns=1, sha256="b" * 64, site="CAM", folder=str(tmp_path)
+        )
+        dicom = DicomInfo(study_uid=ds.StudyInstanceUID, sop_uid=ds.SOPInstanceUID)
+        queries.save_scores(
+            session, {image_id: FileScore(src, 0.8, True, 0.5, None, "dicom", dicom)}, model_version="v1"
+        )
+        settings = Settings(dicom_outbox=tmp_path / "outbox")
+        assert exports.queue_scored(session, [image_id], model_version="v1", settings=settings) == 2
+
+    def claim(session: Any) -> list[int]:
+        return exports.claim_due(
+            session, now=utcnow(), lease=timedelta(minutes=5), limit=10, everything=False
+        )
+
+    first = sessions()
+    claimed = claim(first)  # not committed yet: the first sender is still claiming
+    other: dict[str, list[int]] = {}
+
+    def second() -> None:
+        with session_scope(sessions) as session:
+            other["ids"] = claim(session)
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    thread.join(timeout=2)
+    first.commit()
+    first.close()
+    thread.join(timeout=30)
+    engine.dispose()
+    assert len(claimed) == 2
+    assert other["ids"] == []
 
 
 def test_the_backoff_doubles_up_to_its_cap() -> None:
