@@ -255,7 +255,7 @@ class DicomExport(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key: Mapped[str] = mapped_column(
         String(100), unique=True
-    )  # "sr:p<prediction>", "sc:p<..>", "srv:r<review>"
+    )  # "sr:p<prediction>", "sc:p<..>", "sr_verified:r<review>"
     kind: Mapped[str] = mapped_column(String(20))  # sr, sc, sr_verified
     image_id: Mapped[int] = mapped_column(ForeignKey("image.id"), index=True)
     prediction_id: Mapped[int] = mapped_column(ForeignKey("prediction.id"))

@@ -144,20 +144,38 @@ class StudyStager:
                 del self._studies[path]
         moved = 0
         for folder, study in due:
-            target = self.inbox / study.site / study.date
-            target.mkdir(parents=True, exist_ok=True)
-            for src in sorted(folder.glob("*.dcm")):
-                dst = target / src.name
-                if dst.exists() and dst.read_bytes() != src.read_bytes():
-                    dst = target / f"{src.stem}.{time.time_ns()}.dcm"  # same UID, other content: keep both
-                os.replace(src, dst)
-                moved += 1
+            try:
+                moved += self._move(folder, self.inbox / study.site / study.date)
+            except OSError as exc:
+                # A full disk or a permission on the inbox must not stop the listener, nor strand the
+                # study: it stays staged (what moved already is in the inbox) and is tried again.
+                logger.error(
+                    "could not move a received study of site %s into the inbox (%s); retrying in %.0f s",
+                    study.site,
+                    exc.strerror or type(exc).__name__,
+                    self.quiet,
+                )
+                with self._lock:
+                    self._studies.setdefault(folder, _Study(study.site, study.date))
+                continue
             for empty in (folder, folder.parent):
                 with contextlib.suppress(OSError):  # not empty: another study of the same folder
                     empty.rmdir()
         if moved:
             self.released += moved
             logger.info("released %d received instances into the inbox", moved)
+        return moved
+
+    @staticmethod
+    def _move(folder: Path, target: Path) -> int:
+        target.mkdir(parents=True, exist_ok=True)
+        moved = 0
+        for src in sorted(folder.glob("*.dcm")):
+            dst = target / src.name
+            if dst.exists() and dst.read_bytes() != src.read_bytes():
+                dst = target / f"{src.stem}.{time.time_ns()}.dcm"  # same UID, other content: keep both
+            os.replace(src, dst)
+            moved += 1
         return moved
 
 
@@ -241,7 +259,7 @@ class Listener:
         # A study still arriving stays staged; the next start releases it after a quiet time.
 
     def serve_forever(self, *, every: float = 0.25, also: Any = None) -> None:
-        """Release quiet studies (and run `also()`, e.g. a send pass) until `stop_event` is set."""
+        """Release quiet studies (and run `also()`, e.g. a send pass) until `request_stop()` is called."""
         self.start()
         try:
             while not self._stop.wait(every):

@@ -77,6 +77,22 @@ def test_a_study_reaches_the_inbox_whole_after_the_quiet_time(tmp_path: Path) ->
     assert not any((inbox / STAGING).rglob("*.dcm"))
 
 
+def test_a_study_the_inbox_refuses_stays_staged_and_moves_on_a_later_try(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    inbox = tmp_path / "inbox"
+    stager = StudyStager(inbox, quiet_seconds=0.0)
+    stager.store(b"x", calling_ae="CAM", study_uid="1.2.3", study_date="20240115", sop_uid="1.2.3.1")
+    (inbox / "CAM").write_bytes(b"")  # the site's inbox folder cannot be made: a file is in the way
+    with caplog.at_level(logging.ERROR):
+        assert stager.release_quiet() == 0  # no exception: the listener's loop goes on
+    assert "could not move a received study of site CAM" in caplog.text
+    assert len(list((inbox / STAGING).rglob("*.dcm"))) == 1  # nothing lost
+    (inbox / "CAM").unlink()
+    assert stager.release_quiet() == 1
+    assert [p.name for p in (inbox / "CAM" / "20240115").iterdir()] == ["1.2.3.1.dcm"]
+
+
 class NoGradCam(ResultBuilder):
     """The overlay without Keras: the image itself (the Grad-CAM path is covered end to end)."""
 
