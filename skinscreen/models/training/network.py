@@ -50,6 +50,24 @@ class Recipe:
         return asdict(self)
 
 
+def trained_longer(base: Recipe, *, why: str) -> Recipe:
+    """`base` trained 6 more fine-tuning epochs from its own run's weights (`train --init-from`), at
+    half its fine-tuning rate on a new cosine decay: name `<base>-more`."""
+    lr = base.finetune_lr / 2
+    return replace(
+        base,
+        name=f"{base.name}-more",
+        head_epochs=0,
+        finetune_epochs=6,
+        finetune_lr=lr,
+        notes=[
+            *base.notes,
+            f"Then 6 more fine-tuning epochs from the {base.name} run's weights (train --init-from), "
+            f"Adam {lr:.0e} on a new cosine decay{why}".replace("e-0", "e-"),
+        ],
+    )
+
+
 PAPER = Recipe(
     name="paper",
     rescale="unit",
@@ -154,17 +172,8 @@ MULTISITE = replace(
 
 # multisite's 8 fine-tuning epochs ended with training AUC still rising (0.91) and validation at
 # its best in the last epoch: train it longer from where it stopped (train --init-from).
-MULTISITE_MORE = replace(
-    MULTISITE,
-    name="multisite-more",
-    head_epochs=0,
-    finetune_epochs=6,
-    finetune_lr=5e-5,
-    notes=[
-        *MULTISITE.notes,
-        "Then 6 more fine-tuning epochs from the multisite run's weights (train --init-from), Adam 5e-5 "
-        "on a new cosine decay: multisite's validation AUC was still rising in its last epoch.",
-    ],
+MULTISITE_MORE = trained_longer(
+    MULTISITE, why=": multisite's validation AUC was still rising in its last epoch."
 )
 
 # One pass imitating many: multisite-more's weights trained further towards a teacher's 8-view
@@ -200,17 +209,8 @@ TWOSITE_PLAIN = replace(
 )
 
 # twosite-plain kept its last fine-tuning epoch (validation AUC still rising): train it longer.
-TWOSITE_PLAIN_MORE = replace(
-    TWOSITE_PLAIN,
-    name="twosite-plain-more",
-    head_epochs=0,
-    finetune_epochs=6,
-    finetune_lr=5e-5,
-    notes=[
-        *TWOSITE_PLAIN.notes,
-        "Then 6 more fine-tuning epochs from the twosite-plain run's weights (train --init-from), Adam "
-        "5e-5 on a new cosine decay: twosite-plain kept its last epoch, its validation AUC still rising.",
-    ],
+TWOSITE_PLAIN_MORE = trained_longer(
+    TWOSITE_PLAIN, why=": twosite-plain kept its last epoch, its validation AUC still rising."
 )
 
 # The sources' malignant shares differ (skin-cancer-mvb/train 45 %, skin-cancer-bcn 61 %), so pooled
@@ -228,18 +228,7 @@ TWOSITE_NEUTRAL = replace(
     ],
 )
 
-TWOSITE_NEUTRAL_MORE = replace(
-    TWOSITE_NEUTRAL,
-    name="twosite-neutral-more",
-    head_epochs=0,
-    finetune_epochs=6,
-    finetune_lr=5e-5,
-    notes=[
-        *TWOSITE_NEUTRAL.notes,
-        "Then 6 more fine-tuning epochs from the twosite-neutral run's weights (train --init-from), "
-        "Adam 5e-5 on a new cosine decay, as twosite-plain-more did for twosite-plain.",
-    ],
-)
+TWOSITE_NEUTRAL_MORE = trained_longer(TWOSITE_NEUTRAL, why=", as twosite-plain-more did for twosite-plain.")
 
 RECIPES = {
     r.name: r
