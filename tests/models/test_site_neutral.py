@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from skinscreen.cli import cli
 from skinscreen.models.training.metrics import roc_auc
 from skinscreen.models.training.network import RECIPES
 from skinscreen.models.training.train import _Snapshots, balanced_within_sources, mean_source_auc
+from tests.conftest import WEIGHTS, dataset_images
 
 
 def test_weights_balance_the_classes_within_each_source_and_keep_each_source_share() -> None:
@@ -66,3 +73,31 @@ def test_the_site_neutral_recipes_differ_from_twosite_plain_only_by_site_neutral
     assert differing == {"name", "site_neutral", "notes"}
     more, neutral_more = RECIPES["twosite-plain-more"].as_dict(), RECIPES["twosite-neutral-more"].as_dict()
     assert {k for k in more if more[k] != neutral_more[k]} == {"name", "site_neutral", "notes"}
+
+
+@pytest.mark.slow
+def test_a_site_neutral_run_keeps_the_epoch_by_the_mean_of_per_source_aucs(tmp_path: Path) -> None:
+    """A real (tiny) training run: weights per image go through tf.data, and the score recorded per
+    fine-tuning epoch is the mean of the kept model's per-source validation AUCs."""
+    if not WEIGHTS.exists():
+        pytest.skip(f"ImageNet weights not found at {WEIGHTS}")
+    data, other = tmp_path / "data", tmp_path / "site-b"
+    for label, n_main, n_other in (("benign", 10, 4), ("malignant", 6, 8)):  # unlike malignant shares
+        (data / "train" / label).mkdir(parents=True)
+        (other / label).mkdir(parents=True)
+        images = dataset_images(label, n_main + n_other, split="train")
+        for src in images[:n_main]:
+            shutil.copy(src, data / "train" / label / src.name)
+        for src in images[n_main:]:
+            shutil.copy(src, other / label / src.name)
+    out = tmp_path / "run"
+    args = ["train", str(data), "--out", str(out), "--recipe", "twosite-neutral", "--extra", str(other)]
+    args += ["--size", "64", "--backbone-weights", str(WEIGHTS), "--epochs-scale", "0.01"]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    run = json.loads((out / "run.json").read_text())
+    assert run["recipe"]["site_neutral"] is True
+    assert run["epochs"] == {"head": 1, "finetune": 1, "kept": 2}
+    by_source = [s["roc_auc"] for s in run["validation_by_source"].values()]
+    assert len(by_source) == 2
+    assert run["finetune_mean_source_auc"] == [pytest.approx(float(np.mean(by_source)))]
