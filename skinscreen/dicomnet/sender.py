@@ -212,7 +212,14 @@ def _to_peer(text: str, ae_title: str, built: list[_Built]) -> dict[int, tuple[E
             if not assoc.is_established:
                 out[item.export_id] = (ExportState.pending, f"association with {dest} lost")
                 continue
-            status = assoc.send_c_store(item.dataset)
+            try:
+                status = assoc.send_c_store(item.dataset)
+            except (AttributeError, ValueError) as exc:
+                # pynetdicom refuses an object it cannot encode or place in a context: a fault of this
+                # object, not of the peer, so it fails alone and the pass goes on.
+                reason = f"the result could not be encoded for sending ({type(exc).__name__})"
+                out[item.export_id] = (ExportState.failed, reason)
+                continue
             code = int(status.get("Status", -1)) if status else -1
             if code == -1:
                 out[item.export_id] = (ExportState.pending, f"no answer from {dest}")

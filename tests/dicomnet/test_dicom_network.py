@@ -293,3 +293,43 @@ def test_receive_score_and_send_results_back(network: dict[str, Any], tmp_path: 
     assert listed.exit_code == 0, listed.output
     assert "peer status 0xA700" in listed.output
     engine.dispose()
+
+
+def test_an_object_pynetdicom_cannot_encode_fails_alone_with_its_reason(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """dcmtk's storescp as the PACS: one result that cannot be encoded is recorded as failed with
+    a reason, the other object of the same pass is still sent, and no log line quotes the value."""
+    from skinscreen.dicomnet.sender import _Built, _to_peer
+
+    good = pydicom.dcmread(make_dicom(SOURCE, tmp_path / "good.dcm", syntax="explicit_le"))
+    bad = pydicom.dcmread(make_dicom(SOURCE, tmp_path / "bad.dcm", syntax="explicit_le"))
+    bad.add_new(0x00280010, "US", "not a number")  # Rows: text where the encoder needs an integer
+    port = free_port()
+    pacs_dir = tmp_path / "pacs"
+    pacs_dir.mkdir()
+    pacs = subprocess.Popen(
+        [tool("storescp"), "-aet", "PACS", "-od", str(pacs_dir), str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for(lambda: _accepts(port), timeout=30, what="storescp to listen")
+        out = _to_peer(f"PACS@127.0.0.1:{port}", "SKINSCREEN", [_Built(1, bad), _Built(2, good)])
+        wait_for(lambda: len(list(pacs_dir.iterdir())) == 1, timeout=30, what="the good object")
+    finally:
+        pacs.terminate()
+        pacs.wait(timeout=10)
+    assert out[2] == (ExportState.sent, None)
+    state, reason = out[1]
+    assert state == ExportState.failed and reason is not None and "could not be encoded" in reason
+    assert "Doe" not in reason and "PID" not in reason
+    assert "not a number" not in caplog.text  # pynetdicom's encoder quotes the element's value
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
