@@ -117,7 +117,8 @@ def install_model(source: Path, models_folder: Path) -> InstalledModel:
     check_files(source, card)
     if any(m.card.version == card.version for m in _cards_under(shipped_folder(), "shipped")):
         raise ModelError(f"version {card.version} is a shipped model; give the new model its own version")
-    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in card.version)
+    # No separators, and no leading dot: ".." must not name the parent, ".x" not hide the model.
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in card.version).lstrip(".") or "model"
     target = models_folder / safe
     if target.exists():
         installed = read_card(target)
@@ -135,6 +136,7 @@ def install_model(source: Path, models_folder: Path) -> InstalledModel:
                 shutil.copy2(source / extra, staging / extra)
         (staging / "card.json").write_text(json.dumps(card.data, indent=1))
         check_files(staging, read_card(staging))  # the copy, not only the source
+        staging.chmod(0o755)  # mkdtemp's 0700 would keep workers running as another user out
         os.replace(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

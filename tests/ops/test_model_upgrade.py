@@ -51,6 +51,13 @@ def test_models_add_checks_the_card_s_hashes_and_models_lists_it(tmp_path: Path,
     assert not (tmp_path / "m" / NEW).exists()
 
     assert f"installed {NEW}" in invoke(env, "models", "add", str(tiny_b)).stdout
+    assert (tmp_path / "m" / NEW).stat().st_mode & 0o777 == 0o755  # readable by workers of any user
+    dotted = tmp_path / "dotted"
+    shutil.copytree(tiny_b, dotted)
+    card = json.loads((dotted / "card.json").read_text())
+    (dotted / "card.json").write_text(json.dumps({**card, "version": "../escape"}))
+    invoke(env, "models", "add", str(dotted))
+    assert (tmp_path / "m" / "_escape").is_dir() and not (tmp_path / "escape").exists()
     assert "installed" in invoke(env, "models", "add", str(tiny_b)).stdout  # the same files again: no-op
     listed = {m["version"]: m for m in json.loads(invoke(env, "models", "--format", "json").stdout)}
 
