@@ -21,7 +21,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from skinscreen import __version__
 from skinscreen.config import Settings
 from skinscreen.db.session import make_engine, make_session_factory
-from skinscreen.errors import ConfigError
+from skinscreen.errors import ConfigError, ModelError
 from skinscreen.models.gradcam import GradCam, load_gradcam
 from skinscreen.review import routes_api, routes_pages, routes_sites
 from skinscreen.review.auth import LoginRequiredError, ReviewContext
@@ -100,6 +100,7 @@ def create_app(settings: Settings, *, gradcam_loader: Callable[[Path], GradCam] 
     app.add_exception_handler(LoginRequiredError, _to_login)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(ModelError, _model_unreadable)
     logger.info("review app ready (heatmaps of %s in %s)", ", ".join(heatmaps.cards), heatmaps.folder)
     return app
 
@@ -140,6 +141,14 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if not _is_page(request):
         return await http_exception_handler(request, exc)
     return _error_page(request, exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+
+async def _model_unreadable(request: Request, exc: Exception) -> Response:
+    """The model in force went away or broke after start-up (the site and drift views read its
+    card): 503 and a line in the log, not a 500."""
+    logger.error("the model in force cannot be read: %s", exc)
+    detail = "the model in force cannot be read; an admin should check SKINSCREEN_MODEL"
+    return await _http_error(request, StarletteHTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail))
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:

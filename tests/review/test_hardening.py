@@ -322,3 +322,16 @@ def test_a_busy_password_hasher_answers_503_to_account_changes_and_changes_nothi
     assert added.headers["retry-after"] == changed.headers["retry-after"] == "1"
     assert rows_of(seeded.url, "SELECT count(*) FROM account WHERE name = 'eve'") == [(0,)]
     token_for(client, "alice")  # the old password still works
+
+
+def test_a_model_that_went_away_after_start_up_is_a_503_on_the_site_views(
+    card_only_client: tuple[TestClient, Seeded], tmp_path: Path
+) -> None:
+    client, _ = card_only_client
+    root = token_for(client, "root")
+    assert client.get("/api/sites", headers=root).status_code == 200
+    (tmp_path / "model" / "card.json").unlink()  # the folder emptied while the server runs
+    for path in ("/api/sites", "/api/drift"):
+        answer = client.get(path, headers=root)
+        assert answer.status_code == 503, (path, answer.text)
+        assert "SKINSCREEN_MODEL" in answer.json()["detail"]
