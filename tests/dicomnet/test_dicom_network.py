@@ -10,9 +10,11 @@ the next result failed with its status, shown by `skinscreen exports`.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +73,21 @@ def free_port() -> int:
 
 def dcmtk(name: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([tool(name), *args], capture_output=True, text=True, timeout=120)
+
+
+@contextlib.contextmanager
+def storescp(port: int, folder: Path) -> Iterator[None]:
+    """dcmtk's storescp as the PACS (AE title PACS) on `port`, storing into `folder`."""
+    pacs = subprocess.Popen(
+        [tool("storescp"), "-aet", "PACS", "-od", str(folder), str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield
+    finally:
+        pacs.terminate()
+        pacs.wait(timeout=30)
 
 
 def make_sources(folder: Path) -> dict[str, list[Path]]:
@@ -198,12 +215,7 @@ def test_receive_score_and_send_results_back(network: dict[str, Any], tmp_path: 
 
     pacs_dir = tmp_path / "pacs"
     pacs_dir.mkdir()
-    pacs = subprocess.Popen(
-        [tool("storescp"), "-aet", "PACS", "-od", str(pacs_dir), str(network["pacs_port"])],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
-    try:
+    with storescp(network["pacs_port"], pacs_dir):
         # Each pass sends what is due; the backoff of 0.2-0.5 s makes the rest due soon after.
         wait_for(lambda: sent_all(sessions, settings, builder, 20), timeout=120, what="20 results sent")
         assert len(pacs_objects(pacs_dir)) == 20
@@ -286,9 +298,6 @@ def test_receive_score_and_send_results_back(network: dict[str, Any], tmp_path: 
             )
         refused = send_due(sessions, settings, builder=builder)
         assert (refused.sent, refused.failed) == (0, 1)
-    finally:
-        pacs.terminate()
-        pacs.wait(timeout=30)
     listed = CliRunner().invoke(cli, ["exports", "--state", "failed", "--format", "json"])
     assert listed.exit_code == 0, listed.output
     assert "peer status 0xA700" in listed.output
@@ -308,18 +317,10 @@ def test_an_object_pynetdicom_cannot_encode_fails_alone_with_its_reason(
     port = free_port()
     pacs_dir = tmp_path / "pacs"
     pacs_dir.mkdir()
-    pacs = subprocess.Popen(
-        [tool("storescp"), "-aet", "PACS", "-od", str(pacs_dir), str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
-    try:
+    with storescp(port, pacs_dir):
         wait_for(lambda: _accepts(port), timeout=30, what="storescp to listen")
         out = _to_peer(f"PACS@127.0.0.1:{port}", "SKINSCREEN", [_Built(1, bad), _Built(2, good)])
         wait_for(lambda: len(list(pacs_dir.iterdir())) == 1, timeout=30, what="the good object")
-    finally:
-        pacs.terminate()
-        pacs.wait(timeout=10)
     assert out[2] == (ExportState.sent, None)
     state, reason = out[1]
     assert state == ExportState.failed and reason is not None and "could not be encoded" in reason
