@@ -69,6 +69,7 @@ from pydicom.pixels.processing import apply_color_lut
 from pydicom.uid import UID
 
 from skinscreen.errors import UnreadableImageError
+from skinscreen.logsafe import silence
 
 logger = logging.getLogger(__name__)
 
@@ -76,9 +77,7 @@ logger = logging.getLogger(__name__)
 warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
 warnings.filterwarnings("ignore", module=r"pydicom(\..*)?")
 pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
-_PYDICOM_LOG = logging.getLogger("pydicom")
-_PYDICOM_LOG.propagate = False  # its lines quote header values; it keeps only its own NullHandler
-_PYDICOM_LOG.setLevel(logging.CRITICAL + 1)
+silence("pydicom")  # its lines quote header values; it keeps only its own NullHandler
 
 PILLOW_FORMATS = ("JPEG", "PNG", "TIFF", "BMP", "WEBP", "GIF")
 PHOTO_SOP_CLASSES = frozenset(

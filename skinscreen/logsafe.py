@@ -8,6 +8,7 @@ line breaks) and cut to a few characters.
 
 from __future__ import annotations
 
+import logging
 from pathlib import PurePath
 
 SHOWN_CHARACTERS = 12
@@ -20,3 +21,11 @@ def shown(path: str | PurePath | None, *, limit: int = SHOWN_CHARACTERS) -> str:
     name = PurePath(path).name or str(path)
     escaped = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in name)
     return escaped if len(escaped) <= limit else escaped[:limit] + "..."
+
+
+def silence(name: str) -> None:
+    """Keep a library's logger (and its children) out of every log: for libraries whose messages
+    quote header values (pydicom's, pynetdicom's data set codec). Its own handlers, if any, stay."""
+    quiet = logging.getLogger(name)
+    quiet.propagate = False
+    quiet.setLevel(logging.CRITICAL + 1)
