@@ -86,11 +86,11 @@ def validation_reference(classifier: Classifier, *, data: Path | None, batch_siz
     from skinscreen.models.screening import score_files
 
     card = classifier.card.data
-    validation = validation_paths(card, data=data)
+    root = data_root(card, data)
+    validation = validation_paths(card, data=root)
     logger.info("scoring the %d validation images of model %s", len(validation), classifier.version)
     results = score_files(validation, classifier=classifier, batch_size=batch_size)
     scores = np.asarray([r.probability for r in results if r.probability is not None], dtype=np.float64)
-    root = data_root(card, data)
     seed = card["training"]["split_seed"]
     source = f"validation split of {root / 'train'} (split seed {seed}, {len(scores)} images)"
     return Reference.from_scores(scores, source=source, threshold=classifier.threshold)
