@@ -24,7 +24,7 @@ def score_sets(model: str) -> dict[str, list[float]]:
     from skinscreen.models.classifier import load_classifier
     from skinscreen.models.screening import score_files
     from skinscreen.models.training import dataset
-    from skinscreen.sites.reference import validation_paths
+    from skinscreen.models.training.reference import validation_paths
 
     classifier = load_classifier(model, backend="onnx")
     sets = {

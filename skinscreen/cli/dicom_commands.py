@@ -104,10 +104,10 @@ def dicom_listen(
 @click.pass_obj
 def exports(settings: Settings, state: str | None, retry: bool, limit: int, fmt: str) -> None:
     """List DICOM results sent back to PACS (pending, sent, failed); --retry sends them now."""
+    from skinscreen.db import exports as rows
     from skinscreen.db import migrate
     from skinscreen.db.session import make_engine, make_session_factory, session_scope
     from skinscreen.db.tables import ExportState
-    from skinscreen.dicomnet import exports as rows
     from skinscreen.dicomnet.sender import send_due
 
     migrate.upgrade(settings.database_url)

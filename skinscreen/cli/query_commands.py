@@ -54,9 +54,9 @@ def cases(
 def status(settings: Settings, fmt: str) -> None:
     """Counts by state, queue depth, recent throughput, failures by reason and drift warnings per batch."""
     from skinscreen.db import queries
+    from skinscreen.db.exports import counts as export_counts
     from skinscreen.db.readiness import reading_engine
     from skinscreen.db.session import make_session_factory, session_scope
-    from skinscreen.dicomnet.exports import counts as export_counts
     from skinscreen.sites.report import drift_report
 
     engine = reading_engine(settings.database_url)

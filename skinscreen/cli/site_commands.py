@@ -214,7 +214,7 @@ def model_reference(settings: Settings, model: str | None, data: Path | None, ou
     training-data fingerprint; when the card has no such section or the data differ, there is no reference.
     """
     from skinscreen.models.classifier import load_classifier, resolve_model_dir
-    from skinscreen.sites.reference import validation_reference
+    from skinscreen.models.training.reference import validation_reference
 
     model_dir = resolve_model_dir(model or settings.model)
     classifier = load_classifier(model_dir, backend=settings.backend, threads=settings.threads)

@@ -32,7 +32,7 @@ def add_review(
     review = Review(image_id=image_id, account_id=account_id, verdict=verdict, note=note, created_at=utcnow())
     session.add(review)
     session.flush()
-    from skinscreen.dicomnet.exports import queue_verdict
+    from skinscreen.db.exports import queue_verdict
 
     queue_verdict(session, review)  # a VERIFIED SR follows, for DICOM input whose SR was queued
     return review

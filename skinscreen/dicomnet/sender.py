@@ -25,9 +25,10 @@ from pydicom.dataset import Dataset
 from sqlalchemy.orm import Session, sessionmaker
 
 from skinscreen.config import Settings
+from skinscreen.db import exports
 from skinscreen.db.session import session_scope
 from skinscreen.db.tables import DicomExport, ExportState, Image, Prediction, Review, utcnow
-from skinscreen.dicomnet import exports, results
+from skinscreen.dicomnet import results
 from skinscreen.dicomnet.address import parse_destination, study_folder
 
 logger = logging.getLogger(__name__)

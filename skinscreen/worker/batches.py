@@ -14,9 +14,9 @@ from skinscreen import metrics
 from skinscreen.config import Settings
 from skinscreen.counts import Counts
 from skinscreen.db import queries, sites
+from skinscreen.db.exports import queue_scored as queue_dicom_results
 from skinscreen.db.outcomes import store_scores
 from skinscreen.db.session import session_scope
-from skinscreen.dicomnet.exports import queue_scored as queue_dicom_results
 from skinscreen.models.classifier import Scorer
 from skinscreen.models.screening import score_files
 

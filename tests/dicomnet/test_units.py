@@ -17,10 +17,9 @@ import pytest
 from sqlalchemy import select
 
 from skinscreen.config import Settings
-from skinscreen.db import migrate, queries
+from skinscreen.db import exports, migrate, queries
 from skinscreen.db.session import make_engine, make_session_factory, session_scope
 from skinscreen.db.tables import DicomExport, ExportState, Prediction, utcnow
-from skinscreen.dicomnet import exports
 from skinscreen.dicomnet.address import folder_name, parse_destination
 from skinscreen.dicomnet.listener import STAGING, StudyStager
 from skinscreen.dicomnet.sender import ResultBuilder, send_due
