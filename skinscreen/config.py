@@ -1,7 +1,13 @@
-"""Settings: every SKINSCREEN_* environment variable is read here and nowhere else."""
+"""Settings: every SKINSCREEN_* environment variable is read here and nowhere else.
+
+A leaf: it imports nothing of the package, so the syntax a setting is checked against (a DICOM
+destination's `AE@host:port`) is defined here too.
+"""
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -11,6 +17,39 @@ from sqlalchemy.engine import make_url
 
 PLACEHOLDER_SECRETS = {"changethis", "change-me", "secret", "password"}
 MIN_SECRET_KEY_LENGTH = 32
+
+_AE_CHARS = re.compile(r"[\x20-\x5b\x5d-\x7e]{1,16}")  # printable ASCII but backslash (PS3.5 AE)
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A DICOM peer: its AE title, host and port."""
+
+    ae_title: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.ae_title}@{self.host}:{self.port}"
+
+
+def valid_ae_title(title: str) -> bool:
+    """1-16 printable ASCII characters (no backslash), not only spaces."""
+    return bool(_AE_CHARS.fullmatch(title)) and bool(title.strip())
+
+
+def parse_destination(text: str) -> Destination:
+    """`AE@host:port` -> Destination; ValueError says which part is wrong."""
+    ae, at, rest = text.strip().rpartition("@")
+    if not at or not ae:
+        raise ValueError("a DICOM destination is AE@host:port, e.g. PACS@10.0.0.5:104")
+    if not valid_ae_title(ae):
+        raise ValueError("the AE title must be 1-16 printable ASCII characters without a backslash")
+    host, colon, port = rest.rpartition(":")
+    host = host.strip("[]")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("a DICOM destination needs host:port after the @, with a port 1-65535")
+    return Destination(ae.strip(), host, int(port))
 
 
 class Settings(BaseSettings):
@@ -185,8 +224,6 @@ class Settings(BaseSettings):
     def _check_destination(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
-        from skinscreen.dicomnet.address import parse_destination
-
         parse_destination(value)  # raises ValueError with what is wrong
         return value.strip()
 

@@ -70,6 +70,7 @@ from pydicom.uid import UID
 
 from skinscreen.errors import UnreadableImageError
 from skinscreen.logsafe import silence
+from skinscreen.results import DicomInfo
 
 logger = logging.getLogger(__name__)
 
@@ -96,19 +97,6 @@ _DAMAGED_DICOM_PIXELS = "damaged or truncated DICOM pixel data"
 _NO_MEMORY = "not enough memory to decode the image"
 
 Pixels = npt.NDArray[np.uint8]
-
-
-@dataclass(frozen=True)
-class DicomInfo:
-    """Identifiers and context kept from a DICOM file (no patient identifiers); each field is an
-    `image` column of the same name, so nothing read here is dropped on the way to the table."""
-
-    study_uid: str | None = None
-    series_uid: str | None = None
-    sop_uid: str | None = None
-    sop_class_uid: str | None = None
-    body_site: str | None = None
-    acquisition_date: str | None = None
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: comparing or hashing arrays field by field fails

@@ -166,7 +166,7 @@ def result(
 ) -> Any:
     """A scoring result as `score_files` makes it: a probability flagged at `threshold`, or a reason."""
     from skinscreen.flagging import is_flagged
-    from skinscreen.models.screening import FileScore
+    from skinscreen.results import FileScore
 
     if probability is None:
         return FileScore(Path("-"), None, None, None, reason, format, dicom)

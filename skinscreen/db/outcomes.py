@@ -12,15 +12,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from skinscreen.db import errors, queries
 from skinscreen.db.session import session_scope
-
-if TYPE_CHECKING:
-    from skinscreen.models.screening import FileScore
+from skinscreen.results import FileScore
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -16,9 +16,7 @@ from sqlalchemy.orm import Session
 from skinscreen.db import sites
 from skinscreen.db.dicom_values import dicom_values
 from skinscreen.db.tables import Batch, Image, ModelPromotion, Prediction, SeenFile, State, utcnow
-
-if TYPE_CHECKING:  # the result type only: the database never imports the models at run time
-    from skinscreen.models.screening import FileScore
+from skinscreen.results import FileScore
 
 
 def _insert_or_nothing(session: Session, table: Any, keys: list[str]) -> Any:

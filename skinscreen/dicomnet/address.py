@@ -1,44 +1,18 @@
-"""DICOM addresses and AE titles: `AE@host:port` destinations and safe folder names for calling AEs."""
+"""DICOM addresses and AE titles: `AE@host:port` destinations and safe folder names for calling AEs.
+
+The destination syntax lives in `skinscreen.config`, which validates SKINSCREEN_DICOM_DESTINATION and,
+being a leaf, imports nothing of the package; it is re-exported here for the network code.
+"""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from pydicom.uid import UID
 
-_AE_CHARS = re.compile(r"[\x20-\x5b\x5d-\x7e]{1,16}")  # printable ASCII but backslash (PS3.5 AE)
+from skinscreen.config import Destination, parse_destination, valid_ae_title
 
-
-@dataclass(frozen=True)
-class Destination:
-    """A DICOM peer: its AE title, host and port."""
-
-    ae_title: str
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"{self.ae_title}@{self.host}:{self.port}"
-
-
-def valid_ae_title(title: str) -> bool:
-    """1-16 printable ASCII characters (no backslash), not only spaces."""
-    return bool(_AE_CHARS.fullmatch(title)) and bool(title.strip())
-
-
-def parse_destination(text: str) -> Destination:
-    """`AE@host:port` -> Destination; ValueError says which part is wrong."""
-    ae, at, rest = text.strip().rpartition("@")
-    if not at or not ae:
-        raise ValueError("a DICOM destination is AE@host:port, e.g. PACS@10.0.0.5:104")
-    if not valid_ae_title(ae):
-        raise ValueError("the AE title must be 1-16 printable ASCII characters without a backslash")
-    host, colon, port = rest.rpartition(":")
-    host = host.strip("[]")
-    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError("a DICOM destination needs host:port after the @, with a port 1-65535")
-    return Destination(ae.strip(), host, int(port))
+__all__ = ["Destination", "folder_name", "parse_destination", "study_folder", "valid_ae_title"]
 
 
 def folder_name(ae_title: str) -> str:

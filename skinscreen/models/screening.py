@@ -21,31 +21,16 @@ import numpy as np
 
 from skinscreen import flagging
 from skinscreen.errors import UnreadableImageError
-from skinscreen.images import DicomInfo, read_image
+from skinscreen.images import read_image
 from skinscreen.models.classifier import Scorer
 from skinscreen.models.preprocess import resize_pixels
+from skinscreen.results import DicomInfo, FileScore
 
 logger = logging.getLogger(__name__)
 
 Threshold = float | Sequence[float] | Callable[[Path], float] | None
 """The threshold in force: None (the model's own), one for every file, one per file in order, or
 a function of the file's path (for example its site's calibrated threshold)."""
-
-
-@dataclass(frozen=True)
-class FileScore:
-    """A file's probability and flag with the threshold that made it, or the reason it has none.
-
-    This is the one result shape, from the decoder to the prediction table and the CLI rows.
-    """
-
-    path: Path
-    probability: float | None
-    flagged: bool | None
-    threshold: float | None
-    reason: str | None = None
-    format: str | None = None
-    dicom: DicomInfo | None = None
 
 
 @dataclass(frozen=True, eq=False)

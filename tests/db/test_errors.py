@@ -17,8 +17,7 @@ from skinscreen.db.errors import ErrorKind, classify, describe
 from skinscreen.db.outcomes import store_scores
 from skinscreen.db.session import make_engine, make_session_factory, session_scope
 from skinscreen.db.tables import Image, Prediction, State
-from skinscreen.images import DicomInfo
-from skinscreen.models.screening import FileScore
+from skinscreen.results import DicomInfo, FileScore
 
 
 def _error_of(engine: sa.Engine, statement: str, params: dict[str, object] | None = None) -> BaseException:

@@ -18,7 +18,7 @@ from skinscreen.db import migrate, queries
 from skinscreen.db.cases import CaseFilter, iter_cases
 from skinscreen.db.session import make_engine, make_session_factory, session_scope
 from skinscreen.db.tables import Batch, Image, Prediction, SeenFile, State
-from skinscreen.images import DicomInfo
+from skinscreen.results import DicomInfo
 from tests.conftest import result
 
 MODEL = "tiny-v1"

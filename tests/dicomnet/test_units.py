@@ -23,8 +23,8 @@ from skinscreen.db.tables import DicomExport, ExportState, Prediction, utcnow
 from skinscreen.dicomnet.address import folder_name, parse_destination
 from skinscreen.dicomnet.listener import STAGING, StudyStager
 from skinscreen.dicomnet.sender import ResultBuilder, send_due
-from skinscreen.images import DicomInfo, read_image
-from skinscreen.models.screening import FileScore
+from skinscreen.images import read_image
+from skinscreen.results import DicomInfo, FileScore
 from tests.dicom_factory import make_dicom
 
 SOURCE = Path(__file__).resolve().parents[1] / "data" / "isic_test_malignant_13.jpg"

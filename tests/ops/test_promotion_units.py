@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 from skinscreen.db import migrate, queries, sites
 from skinscreen.db.session import make_engine, make_session_factory, session_scope
 from skinscreen.db.tables import Image, utcnow
-from skinscreen.models.screening import FileScore
 from skinscreen.ops.promotion import PromotionError, promote, sites_to_recalibrate
+from skinscreen.results import FileScore
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from skinscreen.db.session import make_engine, make_session_factory, session_sco
 from skinscreen.db.tables import Image, Prediction, Role, State, Verdict, utcnow
 from skinscreen.db.verdicts import add_review
 from skinscreen.flagging import is_flagged
-from skinscreen.models.screening import FileScore
+from skinscreen.results import FileScore
 
 MODEL = "tiny-v1"
 MODEL_THRESHOLD = 0.5

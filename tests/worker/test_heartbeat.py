@@ -15,7 +15,7 @@ from skinscreen.db import migrate, queries
 from skinscreen.db.session import make_engine, make_session_factory, session_scope
 from skinscreen.heartbeat import HELD, Holds, orphan_taker, take_orphans
 from skinscreen.ingest.dispatch import Dispatcher
-from skinscreen.models.screening import FileScore
+from skinscreen.results import FileScore
 
 # A process that holds a batch, then dies by SIGKILL in the middle of it (no finally runs).
 _DIES_HOLDING = """
