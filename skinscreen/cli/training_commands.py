@@ -160,7 +160,7 @@ def export(
 )
 def quantize(model_dir: Path, calibration: Path, images: int) -> None:
     """Write MODEL_DIR/model.int8.onnx (use it with --backend onnx-int8)."""
-    from skinscreen.models.training.dataset import list_labelled
+    from skinscreen.models.labelled import list_labelled
     from skinscreen.models.training.quantize import quantize_model
 
     files = list_labelled(calibration)

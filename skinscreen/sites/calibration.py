@@ -9,7 +9,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from sqlalchemy.orm import Session
@@ -18,11 +18,9 @@ from skinscreen.db import accounts, sites
 from skinscreen.db.tables import utcnow
 from skinscreen.errors import CalibrationError
 from skinscreen.models.classifier import Scorer
+from skinscreen.models.labelled import LabelledFiles, list_labelled
 from skinscreen.sites import stats
 from skinscreen.sites.drift import Reference
-
-if TYPE_CHECKING:
-    from skinscreen.models.training.dataset import LabelledFiles
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +62,6 @@ def choose(
 
 def labelled_sample(folder: Path, *, target: float) -> LabelledFiles:
     """List `folder/benign` and `folder/malignant`, refusing at once a sample too small for `target`."""
-    from skinscreen.models.training.dataset import list_labelled
-
     files = list_labelled(folder)
     n_malignant = int(files.labels.sum())
     problem = stats.sample_problem(n_malignant, len(files.labels) - n_malignant, target=target)

@@ -8,43 +8,18 @@ rule of the dataset's SOURCE.md: Pearson r > 0.99 and mean absolute difference <
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from skinscreen.checksum import sha256_file
-from skinscreen.errors import DatasetError
-from skinscreen.models.training.metrics import CLASS_NAMES
+from skinscreen.models.labelled import IMAGE_SUFFIXES as IMAGE_SUFFIXES
+from skinscreen.models.labelled import LabelledFiles as LabelledFiles
+from skinscreen.models.labelled import list_labelled as list_labelled
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".dcm"}
 NEAR_DUP_R = 0.99
 NEAR_DUP_MAD = 4.0 / 255.0
-
-
-@dataclass(frozen=True)
-class LabelledFiles:
-    """Paths and their labels (1 = malignant), in a stable order."""
-
-    paths: list[Path]
-    labels: np.ndarray
-
-
-def list_labelled(folder: Path) -> LabelledFiles:
-    """List `folder/benign` and `folder/malignant`, sorted by name."""
-    paths: list[Path] = []
-    labels: list[int] = []
-    for label, name in enumerate(CLASS_NAMES):
-        sub = folder / name
-        if not sub.is_dir():
-            raise DatasetError(f"{folder} has no {name}/ folder; expected benign/ and malignant/")
-        found = sorted(p for p in sub.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        paths += found
-        labels += [label] * len(found)
-    if not paths:
-        raise DatasetError(f"{folder} holds no images under benign/ or malignant/")
-    return LabelledFiles(paths=paths, labels=np.asarray(labels, dtype=np.int64))
 
 
 def fingerprints(paths: Sequence[Path]) -> np.ndarray:

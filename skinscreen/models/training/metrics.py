@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from skinscreen import flagging
+from skinscreen.models.labelled import CLASS_NAMES as CLASS_NAMES
 
-CLASS_NAMES = ("benign", "malignant")  # by label: 0 benign, 1 malignant (the data folders' names)
 REPORT_ROWS = ("benign", "malignant", "macro avg", "weighted avg")
 RELIABILITY_BINS = 10
 
