@@ -120,7 +120,7 @@ def write_rows(rows: list[dict[str, Any]], *, fmt: str, columns: list[str]) -> N
     """Print rows as a table, CSV (with a header) or a JSON list."""
     out = sys.stdout
     if fmt == "json":
-        out.write(json.dumps(rows, indent=1, default=_json_value) + "\n")
+        out.write(json.dumps(rows, indent=1, default=json_value) + "\n")
     elif fmt == "csv":
         writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
@@ -133,7 +133,7 @@ def write_rows(rows: list[dict[str, Any]], *, fmt: str, columns: list[str]) -> N
             out.write("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) + "\n")
 
 
-def _json_value(value: Any) -> str:
+def json_value(value: Any) -> str:
     return value.isoformat() if isinstance(value, datetime) else str(value)
 
 

@@ -218,11 +218,12 @@ def rescore(
 
     from tqdm import tqdm
 
+    from skinscreen.counts import Counts
     from skinscreen.db.audit import Action, record
     from skinscreen.db.session import session_scope
     from skinscreen.ops.registry import find_model
-    from skinscreen.ops.rescore import RescoreReport, rescore_targets
     from skinscreen.ops.rescore import rescore as run_rescore
+    from skinscreen.ops.rescore import rescore_targets, summary
 
     size = batch_size or settings.batch_size
     with _sessions(settings, migrate_first=True) as sessions:
@@ -240,7 +241,7 @@ def rescore(
 
             classifier = load_classifier(model_dir, backend=settings.backend, threads=settings.threads)
 
-            def step(part: RescoreReport) -> None:
+            def step(part: Counts) -> None:
                 bar.update(part.scored + part.failed)
 
             with ThreadPoolExecutor(max_workers=settings.threads or 2, thread_name_prefix="decode") as pool:
@@ -254,22 +255,22 @@ def rescore(
                     on_batch=step,
                 )
         bar.close()
-        summary = report.as_dict()
+        done = summary(report, version=card_version, targets=len(ids))
         with session_scope(sessions) as session:
             detail = (
-                f"{card_version}: {summary['scored']} scored, {summary['flagged']} flagged, "
-                f"{summary['failed']} failed of {len(ids)}"
+                f"{card_version}: {done['scored']} scored, {done['flagged']} flagged, "
+                f"{done['failed']} failed of {len(ids)}"
                 + (f", site {site}" if site else "")
                 + (f", since {since:%Y-%m-%d}" if since else "")
                 + (", workers" if through_workers else "")
             )
             record(session, account_id=None, action=Action.rescore, detail=detail)
     if fmt == "json":
-        _echo_json(summary)
+        _echo_json(done)
         return
     for key in ("model_version", "targets", "scored", "flagged", "failed"):
-        click.echo(f"{key.replace('_', ' '):<14} {summary[key]}")
-    for reason, count in summary["failed_by_reason"].items():
+        click.echo(f"{key.replace('_', ' '):<14} {done[key]}")
+    for reason, count in done["failed_by_reason"].items():
         click.echo(f"  failed: {count} x {reason}")
 
 
@@ -291,8 +292,9 @@ def _through_workers(
 
     from celery import Celery
 
+    from skinscreen.counts import Counts
     from skinscreen.db.session import session_scope
-    from skinscreen.ops.rescore import RescoreReport, flagged_count, scored_by
+    from skinscreen.ops.rescore import flagged_count, scored_by
     from skinscreen.tasknames import QUEUE, RESCORE_BATCH, RESCORE_REPORTS
 
     run_id = uuid.uuid4().hex
@@ -305,7 +307,7 @@ def _through_workers(
         )
         batches[sent.id] = batch
     reports = _read_reports(settings, RESCORE_REPORTS + run_id, batches, bar, wait_idle)
-    report = RescoreReport(version=version, targets=len(ids))
+    report = Counts()
     silent: list[int] = []
     for task_id, batch in batches.items():
         if task_id not in reports:

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from skinscreen.cli.base import _json_value
+from skinscreen.cli.base import json_value
 from skinscreen.config import Settings
 
 logger = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def sites(settings: Settings, fmt: str, model: str | None) -> None:
         rows = site_rows(session, model=info)
     engine.dispose()
     if fmt == "json":
-        click.echo(json.dumps(rows, indent=1, default=_json_value))
+        click.echo(json.dumps(rows, indent=1, default=json_value))
         return
     click.echo(f"model {info.version}, its own threshold {info.threshold:.4f}")
     for r in rows:
@@ -165,7 +165,7 @@ def calibrate(
     finally:
         engine.dispose()
     if fmt == "json":
-        click.echo(json.dumps(result, indent=1, default=_json_value))
+        click.echo(json.dumps(result, indent=1, default=json_value))
         return
     _print_calibration(result, model_threshold=info.threshold)
 

@@ -27,9 +27,12 @@ def _save(
     scores: Mapping[int, FileScore],
     model_version: str,
     audit_fraction: float,
+    shadow: bool,
 ) -> None:
     with session_scope(sessions) as session:
-        queries.save_scores(session, scores, model_version=model_version, audit_fraction=audit_fraction)
+        queries.save_scores(
+            session, scores, model_version=model_version, audit_fraction=audit_fraction, shadow=shadow
+        )
 
 
 def store_scores(
@@ -38,10 +41,12 @@ def store_scores(
     *,
     model_version: str,
     audit_fraction: float = 0.0,
+    shadow: bool = False,
 ) -> dict[int, FileScore]:
-    """Store the scores; return them as stored (an image the database refused comes back failed)."""
+    """Store the scores (`queries.save_scores`; `shadow` for a re-score by another version); return
+    them as stored (an image the database refused comes back failed)."""
     try:
-        _save(sessions, scores, model_version, audit_fraction)
+        _save(sessions, scores, model_version, audit_fraction, shadow)
         return dict(scores)
     except Exception as exc:
         if not errors.is_permanent(exc) or len(scores) == 0:
@@ -54,7 +59,7 @@ def store_scores(
     stored: dict[int, FileScore] = {}
     for image_id, score in scores.items():
         try:
-            _save(sessions, {image_id: score}, model_version, audit_fraction)
+            _save(sessions, {image_id: score}, model_version, audit_fraction, shadow)
             stored[image_id] = score
             continue
         except Exception as exc:
@@ -65,7 +70,7 @@ def store_scores(
             score, probability=None, flagged=None, threshold=None, reason=reason, dicom=None
         )
         try:
-            _save(sessions, {image_id: failed}, model_version, audit_fraction)
+            _save(sessions, {image_id: failed}, model_version, audit_fraction, shadow)
         except Exception as again:
             if not errors.is_permanent(again):
                 raise

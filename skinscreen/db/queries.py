@@ -201,12 +201,22 @@ def images_to_score(
 
 
 def save_scores(
-    session: Session, scores: Mapping[int, FileScore], *, model_version: str, audit_fraction: float = 0.0
+    session: Session,
+    scores: Mapping[int, FileScore],
+    *,
+    model_version: str,
+    audit_fraction: float = 0.0,
+    shadow: bool = False,
 ) -> None:
     """Insert predictions (the first write wins) and set each image's state, reason and DICOM fields.
 
+    The one write path for scores: first scoring and shadow re-scoring (`ops.rescore`) both come here.
     `scores` maps image ids to their results; flag and threshold are stored as scoring set them.
-    Unflagged cases are drawn into their site's audit sample with `audit_fraction` (`sites.audit_ids`).
+    Unflagged cases are drawn into their site's audit sample with `audit_fraction` (`sites.audit_ids`:
+    seeded per image, so an image unflagged by two versions is an audit case under either).
+    With `shadow` (another version scoring images already scored) only the predictions are added: an
+    image's state, reason and DICOM fields stay as its first scoring left them, and a file that this
+    version could not read adds nothing.
     """
     now = utcnow()
     flagged = {i: bool(s.flagged) for i, s in scores.items() if s.probability is not None}
@@ -227,6 +237,8 @@ def save_scores(
     if predictions:  # one executemany for the batch
         stmt = _insert_or_nothing(session, Prediction.__table__, ["image_id", "model_version"])
         session.execute(stmt, predictions)
+    if shadow:
+        return
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for image_id, s in scores.items():
         values: dict[str, Any] = {"updated_at": now}

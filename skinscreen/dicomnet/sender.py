@@ -93,7 +93,7 @@ class ResultBuilder:
         """The image with the Grad-CAM map of the model `version` that scored it."""
         from skinscreen.images import read_image
         from skinscreen.models.gradcam import overlay
-        from skinscreen.models.preprocess import resize_pixels
+        from skinscreen.models.preprocess import to_model_input
         from skinscreen.review.heatmaps import HeatmapStore, fit
 
         if self._heatmaps is None:
@@ -102,7 +102,7 @@ class ResultBuilder:
         heat = self._heatmaps.heatmap(
             version=version,
             sha256=image.sha256,
-            model_input=lambda size: resize_pixels(read_image(path, draft_size=size).pixels, size=size),
+            model_input=lambda size: to_model_input(path, size=size),
         )
         return overlay(fit(read_image(path).pixels, max_side=1024), heat)
 

@@ -6,12 +6,13 @@ Scaling to the backbone's range happens inside the model, so every runtime gets 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from skinscreen.images import read_image
+from skinscreen.images import LoadedImage, read_image
 
 
 def resize_pixels(pixels: np.ndarray, *, size: int) -> np.ndarray:
@@ -22,9 +23,26 @@ def resize_pixels(pixels: np.ndarray, *, size: int) -> np.ndarray:
     return np.asarray(im, dtype=np.uint8)
 
 
+def seen_pixels(decode: Callable[[int], LoadedImage], *, size: int) -> tuple[LoadedImage, np.ndarray]:
+    """The pixels a scorer with input `size` sees: the file decoded with draft size `size`, then resized.
+
+    `decode(draft_size)` decodes the file (`read_image`, or the review server's checked bytes); JPEG
+    decoding may downscale by a power of two, never below `size`. Scoring, the reviewers' heatmaps and
+    the Secondary Capture all come through here, so a map is drawn over exactly what was scored.
+    Returns the decoded image (its format and DICOM fields) and the (size, size, 3) uint8 input.
+    """
+    image = decode(size)
+    return image, resize_pixels(image.pixels, size=size)
+
+
+def read_model_input(path: Path, *, size: int) -> tuple[LoadedImage, np.ndarray]:
+    """`seen_pixels` of a file on disk."""
+    return seen_pixels(lambda draft: read_image(path, draft_size=draft), size=size)
+
+
 def to_model_input(path: Path, *, size: int) -> np.ndarray:
     """Read a file and return its (size, size, 3) uint8 model input."""
-    return resize_pixels(read_image(path, draft_size=size).pixels, size=size)
+    return read_model_input(path, size=size)[1]
 
 
 TTA_MODES = ("none", "flip4", "dihedral8")

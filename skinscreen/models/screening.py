@@ -21,9 +21,8 @@ import numpy as np
 
 from skinscreen import flagging
 from skinscreen.errors import UnreadableImageError
-from skinscreen.images import read_image
 from skinscreen.models.classifier import Scorer
-from skinscreen.models.preprocess import resize_pixels
+from skinscreen.models.preprocess import read_model_input
 from skinscreen.results import DicomInfo, FileScore
 
 logger = logging.getLogger(__name__)
@@ -47,8 +46,8 @@ class Decoded:
 def decode(path: Path, *, size: int) -> Decoded:
     """Read and resize one file; any failure becomes a reason, never an exception."""
     try:
-        image = read_image(path, draft_size=size)
-        return Decoded(path, resize_pixels(image.pixels, size=size), None, image.format, image.dicom)
+        image, pixels = read_model_input(path, size=size)
+        return Decoded(path, pixels, None, image.format, image.dicom)
     except UnreadableImageError as exc:
         return Decoded(path, None, exc.reason)
     except Exception as exc:  # a decoder bug must not sink the batch; the type says enough

@@ -5,12 +5,11 @@ from __future__ import annotations
 from skinscreen.ops.compare import Comparison, compare_versions
 from skinscreen.ops.promotion import active_version, promote, promotion_history, sites_to_recalibrate
 from skinscreen.ops.registry import InstalledModel, find_model, install_model, list_models
-from skinscreen.ops.rescore import RescoreReport, rescore, rescore_targets
+from skinscreen.ops.rescore import rescore, rescore_targets, summary
 
 __all__ = [
     "Comparison",
     "InstalledModel",
-    "RescoreReport",
     "active_version",
     "compare_versions",
     "find_model",
@@ -21,4 +20,5 @@ __all__ = [
     "rescore",
     "rescore_targets",
     "sites_to_recalibrate",
+    "summary",
 ]

@@ -4,8 +4,8 @@
   `SKINSCREEN_MODEL` names today: `HeatmapStore` knows every model it was given (`MODEL`,
   `HEATMAP_MODELS` and the shipped ones) by version, and refuses (`ModelUnavailableError`) a version
   it does not have rather than draw another model's map.
-- Grad-CAM sees what the score saw: the file decoded with the scoring draft size (the model's input
-  size) and resized by `preprocess.resize_pixels`, the preprocessing contract of every scorer.
+- Grad-CAM sees what the score saw: `preprocess.seen_pixels`, the one function scoring and the
+  Secondary Capture use too (decoded with the model's input size as draft size, then resized).
 - A case view decodes its file once: `CaseImages` keeps the last few decodes by (sha256, draft size),
   so the image, the overlay and the map share one. Only a JPEG whose map is not cached yet is decoded a
   second time, at the scoring draft size, because that is what its score was computed from.
@@ -33,7 +33,7 @@ from skinscreen.errors import ModelError, ModelUnavailableError
 from skinscreen.images import LoadedImage, decode_image
 from skinscreen.models.classifier import ModelCard, read_card, resolve_model_dir
 from skinscreen.models.gradcam import GradCam, Heatmap, load_gradcam, overlay
-from skinscreen.models.preprocess import resize_pixels
+from skinscreen.models.preprocess import seen_pixels
 
 logger = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ class CaseImages:
 
     def model_input(self, case: CaseFile, size: int) -> npt.NDArray[np.uint8]:
         """The pixels a scorer with this input size saw: decoded with draft size `size`, then resized."""
-        return resize_pixels(self._decode(case, draft_size=size).pixels, size=size)
+        return seen_pixels(lambda draft: self._decode(case, draft_size=draft), size=size)[1]
 
     def image_png(self, case: CaseFile, *, max_side: int) -> bytes:
         return _png(self.display(case, max_side=max_side))

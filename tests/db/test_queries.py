@@ -214,6 +214,38 @@ def test_a_failure_stores_its_reason_and_no_prediction(sessions: sessionmaker[Se
         assert count(session, Prediction) == 0
 
 
+def test_a_shadow_rescore_adds_predictions_and_leaves_the_image_rows_as_they_were(
+    sessions: sessionmaker[Session],
+) -> None:
+    """Re-scoring with another version goes through the same write as scoring, predictions only."""
+    with session_scope(sessions) as session:
+        scored, failed = register(session, "scored.jpg")[0], register(session, "failed.jpg")[0]
+        queries.save_scores(
+            session,
+            {scored: result(0.2, format="jpeg"), failed: result(reason="file not found")},
+            model_version=MODEL,
+        )
+    with session_scope(sessions) as session:
+        queries.save_scores(
+            session,
+            {scored: result(reason="file not found", format="png"), failed: result(0.9)},
+            model_version="tiny-v2",
+            shadow=True,
+        )
+        queries.save_scores(session, {scored: result(0.8)}, model_version="tiny-v3", shadow=True)
+
+    with session_scope(sessions) as session:
+        rows = session.execute(select(Prediction.image_id, Prediction.model_version, Prediction.flagged))
+        assert sorted(rows) == sorted(
+            [(scored, MODEL, False), (failed, "tiny-v2", True), (scored, "tiny-v3", True)]
+        )
+        kept = [
+            (i.state, i.reason, i.format)
+            for i in (session.get_one(Image, scored), session.get_one(Image, failed))
+        ]
+        assert kept == [(State.scored, None, "jpeg"), (State.failed, "file not found", None)]
+
+
 def test_scoring_stores_the_format_and_the_dicom_identifiers(sessions: sessionmaker[Session]) -> None:
     dicom = DicomInfo(study_uid="1.2.3", sop_uid="1.2.3.4", body_site="back", acquisition_date="20240115")
     with session_scope(sessions) as session:
