@@ -84,18 +84,34 @@ def models_add(settings: Settings, model_dir: Path) -> None:
 @models.command("compare")
 @click.argument("old")
 @click.argument("new")
+@click.option(
+    "--site-thresholds",
+    is_flag=True,
+    help="Flag each image at its site's calibrated threshold for each version, where it has one.",
+)
 @TEXT_OR_JSON
 @click.pass_obj
-def models_compare(settings: Settings, old: str, new: str, fmt: str) -> None:
-    """Compare the flags of versions OLD and NEW on the images both scored, and against verdicts."""
+def models_compare(settings: Settings, old: str, new: str, site_thresholds: bool, fmt: str) -> None:
+    """Compare the flags of versions OLD and NEW on the images both scored, and against verdicts.
+
+    Both sides are flagged from their stored probabilities at each version's own threshold (its
+    card's), named in the report; --site-thresholds uses the sites' calibrated ones where stored.
+    """
     from skinscreen.db.session import session_scope
     from skinscreen.ops.compare import compare_versions
 
+    own = {v: _own_threshold(settings, v) for v in (old, new)}
     with _sessions(settings) as sessions, session_scope(sessions) as session:
-        report = compare_versions(session, old, new).as_dict()
+        report = compare_versions(session, old, new, own=own, site_thresholds=site_thresholds).as_dict()
     if fmt == "json":
         _echo_json(report)
         return
+    for version, rule in report["thresholds"].items():
+        line = f"threshold of {version}: {rule['rule']} ({rule['threshold']:.4f})"
+        if "sites" in rule:
+            calibrated = ", ".join(f"{site} {t:.4f}" for site, t in rule["sites"].items())
+            line += f"; calibrated sites: {calibrated or 'none'}"
+        click.echo(line)
     agreement = report["agreement"]
     click.echo(
         f"images scored by both   {report['images_both']} (only {old}: {report['images_only_old']}, "
@@ -118,6 +134,21 @@ def models_compare(settings: Settings, old: str, new: str, fmt: str) -> None:
             f"  {version}: sensitivity {_ratio(c['tp'], c['tp'] + c['fn'])}, "
             f"specificity {_ratio(c['tn'], c['tn'] + c['fp'])}"
         )
+
+
+def _own_threshold(settings: Settings, version: str) -> float:
+    """A version's own threshold, from its card: installed or shipped, or SKINSCREEN_MODEL's."""
+    from skinscreen.errors import ModelError
+    from skinscreen.models.classifier import read_card, resolve_model_dir
+    from skinscreen.ops.registry import find_model
+
+    try:
+        return read_card(find_model(version, settings.models_folder())).threshold
+    except ModelError:
+        card = read_card(resolve_model_dir(settings.model))
+        if card.version != version:
+            raise
+        return card.threshold
 
 
 def _ids(ids: list[int], shown: int = 10) -> str:

@@ -13,6 +13,7 @@ import click
 
 from skinscreen.cli.base import json_value
 from skinscreen.config import Settings
+from skinscreen.errors import CalibrationError
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +90,11 @@ def sites(settings: Settings, fmt: str, model: str | None) -> None:
     help="Use the site's verdicts (flagged and audit cases) instead of FOLDER.",
 )
 @click.option("--clear", is_flag=True, help="Return the site to the model's own threshold.")
+@click.option(
+    "--accept-lower-sensitivity",
+    is_flag=True,
+    help="Apply a threshold whose sample sensitivity is below the target or below the threshold in force's.",
+)
 @click.option("--model", help="Model name or directory (default: SKINSCREEN_MODEL).")
 @click.option("--by", "ran_by", help="Who runs this, for the audit trail (default: the login name).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
@@ -100,6 +106,7 @@ def calibrate(
     sensitivity: float,
     from_reviews: bool,
     clear: bool,
+    accept_lower_sensitivity: bool,
     model: str | None,
     ran_by: str | None,
     fmt: str,
@@ -108,7 +115,11 @@ def calibrate(
 
     The threshold is the one with the highest specificity at the asked sensitivity, stored for this
     site and model version with its evidence, audited; the site's unreviewed cases are re-flagged.
-    A sample too small for the asked sensitivity is refused with the numbers.
+    A sample too small for the asked sensitivity is refused with the numbers. Before it takes effect,
+    the command prints what it costs: the malignant images of the sample it leaves unflagged (by file
+    name, or case id), the sensitivity with its 95 % interval and the change in flag rate; a threshold
+    that unflags malignant images the threshold in force flags is refused without
+    --accept-lower-sensitivity.
     """
     from skinscreen.db import migrate
     from skinscreen.db.session import make_engine, make_session_factory, session_scope
@@ -155,19 +166,68 @@ def calibrate(
                         target=sensitivity,
                         model_threshold=info.threshold,
                     )
+                result.update(
+                    threshold=chosen.threshold,
+                    cost=calibration.cost(session, chosen, model_threshold=info.threshold),
+                )
+            refused = result["cost"]["refuse"] if not accept_lower_sensitivity else None
+            _show(result, fmt=fmt, refused=refused)  # what it costs, before it takes effect
+            if refused:
+                raise CalibrationError(
+                    f"the threshold {chosen.threshold:.4f} was not applied: {refused}. "
+                    "Pass --accept-lower-sensitivity to apply it anyway."
+                )
+            with session_scope(sessions) as session:
                 result["reflag"] = calibration.apply(
                     session, chosen, ran_by=who, audit_fraction=settings.audit_fraction
                 )
-            result.update(
-                threshold=chosen.threshold,
-                evidence={k: v for k, v in chosen.evidence.items() if k != "reference"},
-            )
+            result["evidence"] = {k: v for k, v in chosen.evidence.items() if k != "reference"}
     finally:
         engine.dispose()
     if fmt == "json":
         click.echo(json.dumps(result, indent=1, default=json_value))
         return
     _print_calibration(result, model_threshold=info.threshold)
+
+
+def _show(result: dict[str, Any], *, fmt: str, refused: str | None) -> None:
+    """The cost of a new threshold: as text before it takes effect, or as JSON when it is refused."""
+    if fmt == "json":
+        if refused:
+            click.echo(json.dumps({**result, "applied": False}, indent=1, default=json_value))
+        return
+    c = result["cost"]
+    sample, site = c["sample"], c["site"]
+    out = sys.stdout
+    out.write(
+        f"site {result['site']}, model {result['model_version']}: threshold in force "
+        f"{c['threshold_in_force']:.4f}, new {c['threshold']:.4f}\n"
+        f"  sample: {sample['malignant']} malignant, {sample['benign']} benign; sensitivity (95 % interval) "
+        f"{_interval(sample['sensitivity'])}, with the threshold in force "
+        f"{_interval(sample['sensitivity_in_force'])}\n"
+    )
+    left = sample["malignant_left_unflagged"]
+    lost = set(sample["malignant_newly_unflagged"])
+    out.write(f"  malignant images of the sample it leaves unflagged: {len(left)}\n")
+    for name in left:
+        out.write(f"    {name}" + ("   (flagged by the threshold in force)" if name in lost else "") + "\n")
+    if sample["malignant_newly_flagged"]:
+        out.write(
+            f"  malignant images it flags that are unflagged now: {len(sample['malignant_newly_flagged'])}\n"
+        )
+    out.write(
+        f"  flag rate on the sample: {_rate(sample['flag_rate_in_force'])} -> {_rate(sample['flag_rate'])}\n"
+    )
+    if site["cases"]:
+        out.write(
+            f"  flag rate of the site's {site['cases']} scored cases: {_rate(site['flag_rate_in_force'])} -> "
+            f"{_rate(site['flag_rate'])} (reviewed cases keep their flag)\n"
+        )
+    out.flush()
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def _print_calibration(result: dict[str, Any], *, model_threshold: float) -> None:

@@ -17,12 +17,24 @@ from sqlalchemy.orm import Session
 from skinscreen.db import accounts, sites
 from skinscreen.db.tables import utcnow
 from skinscreen.errors import CalibrationError
+from skinscreen.flagging import flags
 from skinscreen.models.classifier import Scorer
 from skinscreen.models.labelled import LabelledFiles, list_labelled
 from skinscreen.sites import stats
 from skinscreen.sites.drift import Reference
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SampleCase:
+    """One labelled case a threshold was chosen on: a sample file's name under the sample folder (or
+    `case <image id>` for a reviewed case; never a patient identifier), its label and score."""
+
+    name: str
+    malignant: bool
+    probability: float
+    weight: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -35,6 +47,7 @@ class Calibration:
     target: float
     source: str  # "sample" or "reviews"
     evidence: dict[str, Any]
+    cases: tuple[SampleCase, ...] = ()
 
 
 def choose(
@@ -84,6 +97,8 @@ def from_folder(
     keep = np.asarray([r.probability is not None for r in results], dtype=bool)
     probs = np.asarray([r.probability for r in results if r.probability is not None], dtype=np.float64)
     labels = files.labels[keep]
+    names = [p.relative_to(folder).as_posix() for p, k in zip(files.paths, keep, strict=True) if k]
+    cases = tuple(SampleCase(n, bool(y), float(p)) for n, y, p in zip(names, labels, probs, strict=True))
     evidence = choose(labels, probs, target=target, model_threshold=classifier.threshold)
     evidence["sample"] = {
         "folder": str(folder),
@@ -94,7 +109,7 @@ def from_folder(
     evidence["reference"] = Reference.from_scores(
         probs, source=source, threshold=evidence["threshold"]
     ).as_dict()
-    return Calibration(site, classifier.version, evidence["threshold"], target, "sample", evidence)
+    return Calibration(site, classifier.version, evidence["threshold"], target, "sample", evidence, cases)
 
 
 def from_reviews(
@@ -129,7 +144,74 @@ def from_reviews(
         "weight_flagged": w_f,
         "weight_audit": w_a,
     }
-    return Calibration(site, model_version, evidence["threshold"], target, "reviews", evidence)
+    ids = np.asarray([c.image_id for c in cases])[used]
+    sample = tuple(
+        SampleCase(f"case {i}", bool(y), float(p), float(w))
+        for i, y, p, w in zip(ids, labels, probs, weights[used], strict=True)
+    )
+    return Calibration(site, model_version, evidence["threshold"], target, "reviews", evidence, sample)
+
+
+def cost(session: Session, calibration: Calibration, *, model_threshold: float) -> dict[str, Any]:
+    """What the new threshold would cost against the one in force, before it takes effect.
+
+    On the calibration sample: every malignant case it would leave unflagged (by name, and which of
+    them the threshold in force flags), the sensitivity with its 95 % interval at both thresholds and
+    the flag rates; on the site's scored cases, the flag rate now and after the re-decision.
+    `refuse` says why it should not take effect without `--accept-lower-sensitivity`: a sensitivity
+    on the sample below the target, or below the one of the threshold in force (cancers unflagged).
+    """
+    c = calibration
+    in_force = sites.threshold_in_force(
+        session, site=c.site, model_version=c.model_version, default=model_threshold
+    )
+    y = np.asarray([k.malignant for k in c.cases], dtype=bool)
+    p = np.asarray([k.probability for k in c.cases], dtype=np.float64)
+    w = np.asarray([k.weight for k in c.cases], dtype=np.float64)
+    names = [k.name for k in c.cases]
+    old, new = flags(p, in_force), flags(p, c.threshold)
+    now, then = (stats.operating_point(y, p, threshold=t, weights=w) for t in (in_force, c.threshold))
+    sensitivity, sensitivity_before = then["sensitivity"], now["sensitivity"]
+    lost = [n for n, m, o, f in zip(names, y, old, new, strict=True) if m and o and not f]
+    refuse = []
+    if sensitivity["value"] is not None and sensitivity["value"] < c.target - 1e-9:
+        refuse.append(
+            f"its sensitivity on the sample, {sensitivity['value']:.3f}, is below the target {c.target:.2f}"
+        )
+    if lost:
+        refuse.append(
+            f"it would unflag {len(lost)} malignant case(s) of the sample that the threshold in force "
+            f"({in_force:.4f}) flags, lowering the sensitivity from {sensitivity_before['value']:.3f} to "
+            f"{sensitivity['value']:.3f}"
+        )
+    site_cases = sites.site_cases(session, site=c.site, model_version=c.model_version)
+    redecided = [
+        k.flagged if k.verdict is not None else bool(flags(np.asarray([k.probability]), c.threshold)[0])
+        for k in site_cases
+    ]
+    return {
+        "threshold_in_force": in_force,
+        "threshold": c.threshold,
+        "sample": {
+            "malignant": int(y.sum()),
+            "benign": int((~y).sum()),
+            "malignant_left_unflagged": [n for n, m, f in zip(names, y, new, strict=True) if m and not f],
+            "malignant_newly_unflagged": lost,
+            "malignant_newly_flagged": [
+                n for n, m, o, f in zip(names, y, old, new, strict=True) if m and f and not o
+            ],
+            "sensitivity": sensitivity,
+            "sensitivity_in_force": sensitivity_before,
+            "flag_rate": float(new.mean()) if len(new) else None,
+            "flag_rate_in_force": float(old.mean()) if len(old) else None,
+        },
+        "site": {
+            "cases": len(site_cases),
+            "flag_rate": float(np.mean(redecided)) if site_cases else None,
+            "flag_rate_in_force": float(np.mean([k.flagged for k in site_cases])) if site_cases else None,
+        },
+        "refuse": "; ".join(refuse) or None,
+    }
 
 
 def _record(session: Session, *, account_id: int | None, action: str, detail: dict[str, Any]) -> None:

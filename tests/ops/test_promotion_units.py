@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session
 
 from skinscreen.db import migrate, queries, sites
 from skinscreen.db.session import make_engine, make_session_factory, session_scope
-from skinscreen.db.tables import Image, utcnow
+from skinscreen.db.tables import Image, Prediction, utcnow
+from skinscreen.ops.compare import compare_versions
 from skinscreen.ops.promotion import PromotionError, promote, sites_to_recalibrate
 from skinscreen.results import FileScore
 
@@ -61,3 +62,43 @@ def test_a_purged_image_does_not_stop_a_promotion(session: Session) -> None:
     session.execute(update(Image).where(Image.id == ids[-1]).values(purged_at=utcnow()))
     done = promote(session, "v2")
     assert (done.version, done.scored, done.missing) == ("v2", 3, 0)
+
+
+def test_compare_flags_both_versions_at_their_own_thresholds_unless_site_thresholds_are_asked(
+    session: Session,
+) -> None:
+    """Site a calibrated v1 at 0.1, so v1's stored flags there are set; v2 was scored at its own 0.5.
+
+    Comparing the stored flags would say v2 unflags site a's two cases, which is the calibration, not
+    the model; by default both sides are flagged at their own thresholds, and the report says so.
+    """
+    ids = list(session.execute(select(Image.id).order_by(Image.id)).scalars())
+    sites.set_threshold(
+        session,
+        site="a",
+        model_version="v1",
+        threshold=0.1,
+        target_sensitivity=0.9,
+        source="test",
+        evidence={},
+        created_by="test",
+    )
+    session.execute(
+        update(Prediction).where(Prediction.image_id.in_(ids[:2])).values(flagged=True, threshold=0.1)
+    )
+    queries.save_scores(
+        session,
+        {i: FileScore(Path(f"{i}.jpg"), 0.3, False, 0.5) for i in ids},
+        model_version="v2",
+        shadow=True,
+    )
+
+    own = compare_versions(session, "v1", "v2", own={"v1": 0.5, "v2": 0.5}).as_dict()
+    assert (own["agree"], own["flagged_old"], own["no_longer_flagged_ids"]) == (4, 0, [])
+    assert own["thresholds"] == {
+        v: {"rule": "the version's own threshold", "threshold": 0.5} for v in ("v1", "v2")
+    }
+
+    asked = compare_versions(session, "v1", "v2", own={"v1": 0.5, "v2": 0.5}, site_thresholds=True).as_dict()
+    assert (asked["flagged_old"], asked["no_longer_flagged_ids"]) == (2, ids[:2])
+    assert asked["thresholds"]["v1"]["sites"] == {"a": 0.1} and asked["thresholds"]["v2"]["sites"] == {}

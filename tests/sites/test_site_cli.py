@@ -121,3 +121,62 @@ def test_the_sites_package_imports_before_the_review_package() -> None:
     code = "import skinscreen.sites.report, skinscreen.sites.calibration, skinscreen.cli.site_commands"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_calibration_that_raises_the_threshold_lists_every_malignant_image_it_unflags_first(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    """The model flags the whole sample (threshold 0); a site threshold for 0.90 unflags some cancers.
+
+    The report names each of them (and only them) before anything is stored, and the calibration is
+    refused until the lower sensitivity is accepted.
+    """
+    import shutil
+
+    from skinscreen.db.session import make_engine, make_session_factory, session_scope
+    from skinscreen.db.sites import threshold_in_force
+    from skinscreen.flagging import is_flagged
+    from skinscreen.models.classifier import load_classifier
+    from skinscreen.models.screening import score_files
+
+    model = shutil.copytree(tiny_model, tmp_path / "model")
+    card = json.loads((model / "card.json").read_text())
+    (model / "card.json").write_text(json.dumps({**card, "threshold": 0.0}))
+    sample = tmp_path / "sample"
+    for label, count, first in (("malignant", 20, 0), ("benign", 10, 100)):
+        (sample / label).mkdir(parents=True)
+        for i in range(count):
+            draw_lesion(sample / label / f"{label[0]}{i}.jpg", seed=first + i, size=64)
+    db = f"sqlite:///{tmp_path / 'skinscreen.db'}"
+    args = ["--database-url", db, "calibrate", str(sample), "--site", "ward7", "--model", str(model)]
+
+    refused = CliRunner().invoke(cli, [*args, "--format", "json"])
+
+    assert isinstance(refused.exception, CalibrationError), refused.output
+    assert "--accept-lower-sensitivity" in str(refused.exception)
+    report = json.loads(refused.output)
+    assert report["applied"] is False and report["cost"]["threshold_in_force"] == 0.0
+    new = report["threshold"]
+    malignant = sorted((sample / "malignant").iterdir())
+    scores = score_files(malignant, classifier=load_classifier(model, backend="onnx"))
+    unflagged = [f"malignant/{s.path.name}" for s in scores if not is_flagged(s.probability or 0.0, new)]
+    assert 1 <= len(unflagged) <= 2  # 0.90 of 20 malignant images: 18 flagged at least
+    assert sorted(report["cost"]["sample"]["malignant_left_unflagged"]) == sorted(unflagged)
+    assert sorted(report["cost"]["sample"]["malignant_newly_unflagged"]) == sorted(unflagged)
+    assert report["cost"]["sample"]["sensitivity"]["value"] == pytest.approx(1 - len(unflagged) / 20)
+    assert report["cost"]["sample"]["flag_rate_in_force"] == 1.0
+    engine = make_engine(db)
+    with session_scope(make_session_factory(engine)) as session:
+        assert threshold_in_force(session, site="ward7", model_version=card["version"], default=-1) == -1
+    engine.dispose()
+
+    applied = CliRunner().invoke(cli, [*args, "--accept-lower-sensitivity"])
+
+    assert applied.exit_code == 0, applied.output
+    listed = applied.output.split("leaves unflagged:")[1].split("flag rate")[0]
+    assert sorted(line.split()[0] for line in listed.splitlines()[1:] if line.strip()) == sorted(unflagged)
+    assert "sensitivity 0.9" in applied.output and "flag rate on the sample: 1.000 ->" in applied.output
+    engine = make_engine(db)
+    with session_scope(make_session_factory(engine)) as session:
+        assert threshold_in_force(session, site="ward7", model_version=card["version"], default=-1) == new
+    engine.dispose()
