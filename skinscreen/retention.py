@@ -2,7 +2,9 @@
 
 With SKINSCREEN_RETENTION_DAYS set, the files of scored cases registered more than that many days ago
 are deleted (or moved to SKINSCREEN_ARCHIVE_DIR) once a reviewer has left a verdict, or at once when
-no model ever flagged them. A flagged case without a verdict is never purged. Rows, scores, verdicts
+no model ever flagged them. A flagged case without a verdict is never purged; the report counts those
+flagged as reviewers see them (the rule `status` counts with) apart from those flagged only by
+another model version. Rows, scores, verdicts
 and SHA-256 hashes stay, and the image gets `purged_at`, which the review page shows. A file is only
 removed when its bytes still hash to the image's SHA-256, so a path reused for new bytes is left alone.
 Since the ingester deduplicates by SHA-256, the same bytes dropped again are a duplicate, not new work.
@@ -18,12 +20,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session
 
 from skinscreen.checksum import sha256_file
 from skinscreen.config import Settings
 from skinscreen.db.audit import Action, record
+from skinscreen.db.queries import shown_flagged_ids
 from skinscreen.db.tables import Image, Prediction, Review, SeenFile, State, utcnow
 from skinscreen.errors import ConfigError
 
@@ -42,6 +45,7 @@ class PurgeReport:
     bytes: int = 0
     missing: int = 0
     kept_flagged_unreviewed: int = 0
+    kept_flagged_by_another_version: int = 0
     kept_changed_bytes: int = 0
     image_ids: list[int] = field(default_factory=list)
 
@@ -72,12 +76,18 @@ def purgeable(session: Session, *, cutoff: datetime) -> list[tuple[int, str, str
     return [(int(i), str(p), str(s)) for i, p, s in session.execute(stmt)]
 
 
-def protected_count(session: Session, *, cutoff: datetime) -> int:
-    """Flagged cases without a verdict that are past the limit: kept until reviewed."""
-    stmt = select(Image.id).where(
+def protected_count(session: Session, *, cutoff: datetime) -> tuple[int, int]:
+    """Cases without a verdict past the limit that are kept until reviewed: (flagged as reviewers see
+    them, by the rule `status` counts with, `queries.shown_flagged_ids`; flagged only by another
+    model version, kept too, since a rollback would show that flag again)."""
+    waiting = select(Image.id).where(
         Image.purged_at.is_(None), Image.created_at <= cutoff, _ever_flagged(), ~_reviewed()
     )
-    return len(session.execute(stmt).all())
+    shown = waiting.where(Image.id.in_(shown_flagged_ids()))
+    count = select(func.count())
+    total = int(session.execute(count.select_from(waiting.subquery())).scalar_one())
+    flagged = int(session.execute(count.select_from(shown.subquery())).scalar_one())
+    return flagged, total - flagged
 
 
 def copies(session: Session, image_id: int, path: str) -> list[Path]:
@@ -101,7 +111,9 @@ def purge(
     cutoff = now - timedelta(days=days)
     archive = settings.archive_dir
     report = PurgeReport(retention_days=days, mode="archive" if archive else "delete", dry_run=dry_run)
-    report.kept_flagged_unreviewed = protected_count(session, cutoff=cutoff)
+    report.kept_flagged_unreviewed, report.kept_flagged_by_another_version = protected_count(
+        session, cutoff=cutoff
+    )
     heatmaps = settings.heatmap_folder()
     for image_id, path, sha256 in purgeable(session, cutoff=cutoff):
         present = [p for p in copies(session, image_id, path) if p.is_file()]
@@ -130,6 +142,7 @@ def purge(
             f"retention {days} days, {report.mode}: {report.images} images, {report.files} files, "
             f"{report.bytes} bytes, {report.missing} already missing, "
             f"{report.kept_flagged_unreviewed} flagged unreviewed kept"
+            f" (+{report.kept_flagged_by_another_version} flagged only by another model version)"
         )
         record(session, account_id=None, action=Action.purge, detail=detail)
         logger.info("purge: %s", detail)

@@ -416,6 +416,11 @@ def purge(settings: Settings, dry_run: bool, fmt: str) -> None:
     click.echo(
         f"kept: {report.kept_flagged_unreviewed} flagged cases without a verdict"
         + (
+            f", {report.kept_flagged_by_another_version} more flagged only by another model version"
+            if report.kept_flagged_by_another_version
+            else ""
+        )
+        + (
             f", {report.kept_changed_bytes} paths now holding other bytes"
             if report.kept_changed_bytes
             else ""

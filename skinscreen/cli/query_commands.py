@@ -77,8 +77,8 @@ def status(settings: Settings, fmt: str) -> None:
     click.echo(f"queue depth     {depth if depth is not None else 'unknown (broker unreachable)'}")
     rate = report["throughput_per_second"]
     click.echo(
-        f"throughput      {rate if rate is not None else '-'} img/s over the last "
-        f"{report['window_seconds'] // 60} min ({report['scored_last_window']} scored)"
+        f"throughput      {rate if rate is not None else '-'} img/s over {report['busy_seconds']:g} s busy "
+        f"in the last {report['window_seconds'] // 60} min ({report['scored_last_window']} images scored)"
     )
     for reason, count in report["failures_by_reason"].items():
         click.echo(f"  failed: {count} x {reason}")

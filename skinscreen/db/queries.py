@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, func, select, update
@@ -17,6 +17,9 @@ from skinscreen.db import sites
 from skinscreen.db.dicom_values import dicom_values
 from skinscreen.db.tables import Batch, Image, ModelPromotion, Prediction, SeenFile, State, utcnow
 from skinscreen.results import FileScore
+
+IDLE_AFTER = timedelta(seconds=60)
+"""A gap longer than this between two stored batches is idle time, not scoring time (`status`)."""
 
 
 def _insert_or_nothing(session: Session, table: Any, keys: list[str]) -> Any:
@@ -337,8 +340,11 @@ def shown_flagged_ids() -> Any:
     )
 
 
-def status(session: Session, *, window: timedelta = timedelta(minutes=10)) -> dict[str, Any]:
-    """Counts by state, flagged, failures by reason, refused paths and recent throughput."""
+def status(
+    session: Session, *, window: timedelta = timedelta(minutes=10), idle_after: timedelta = IDLE_AFTER
+) -> dict[str, Any]:
+    """Counts by state, flagged (as reviewers see it: `shown_flagged_ids`), failures by reason, refused
+    paths, images scored in the last `window` and the throughput over its busy time (`_throughput`)."""
     by_state = {s.value: 0 for s in State}
     for state, count in session.execute(select(Image.state, func.count()).group_by(Image.state)):
         by_state[State(state).value] = count
@@ -358,16 +364,7 @@ def status(session: Session, *, window: timedelta = timedelta(minutes=10)) -> di
         ).all()
     )
     flagged = session.execute(select(func.count()).select_from(shown_flagged_ids().subquery())).scalar_one()
-    since = utcnow() - window
-    recent = session.execute(
-        select(func.count(), func.min(Prediction.created_at), func.max(Prediction.created_at)).where(
-            Prediction.created_at >= since
-        )
-    ).one()
-    count, first, last = recent
-    per_second = None
-    if count and first and last and last > first:
-        per_second = round(count / (last - first).total_seconds(), 2)
+    count, busy, done = _throughput(session, since=utcnow() - window, idle_after=idle_after)
     return {
         "images": sum(by_state.values()),
         "by_state": by_state,
@@ -376,5 +373,35 @@ def status(session: Session, *, window: timedelta = timedelta(minutes=10)) -> di
         "refused_files": refused,
         "scored_last_window": count,
         "window_seconds": int(window.total_seconds()),
-        "throughput_per_second": per_second,
+        "busy_seconds": round(busy, 1),
+        "throughput_per_second": round(done / busy, 2) if busy > 0 else None,
     }
+
+
+def _throughput(session: Session, *, since: datetime, idle_after: timedelta) -> tuple[int, float, int]:
+    """(images scored since then, busy seconds, images scored in the busy time) from prediction times.
+
+    An image counts once, at its first prediction in the window: a shadow re-score by another version
+    is not a second image. The predictions of one stored batch share one time; the gap before a
+    batch stored at most `idle_after` after the previous one is busy time spent on that batch, and a
+    longer gap is idle time: left out, with that batch's images (whose start it cannot date).
+    """
+    rows = session.execute(
+        select(Prediction.image_id, Prediction.created_at)
+        .where(Prediction.created_at >= since)
+        .order_by(Prediction.created_at, Prediction.id)
+    )
+    per_time: dict[datetime, int] = {}
+    counted: set[int] = set()
+    for image_id, created in rows:
+        if image_id not in counted:
+            counted.add(image_id)
+            per_time[created] = per_time.get(created, 0) + 1
+    times = sorted(per_time)
+    busy, done = 0.0, 0
+    for before, at in zip(times, times[1:], strict=False):
+        gap = (at - before).total_seconds()
+        if gap <= idle_after.total_seconds():
+            busy += gap
+            done += per_time[at]
+    return len(counted), busy, done

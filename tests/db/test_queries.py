@@ -405,6 +405,35 @@ def test_status_counts_states_flags_failures_and_refusals(
     assert report["scored_last_window"] == 3
 
 
+def test_status_throughput_counts_busy_time_only_and_each_image_once(sessions: sessionmaker[Session]) -> None:
+    """Batches of 3 and 2 images 2 s apart, five idle minutes, batches of 4 and 2 images 2 s apart, and a
+    shadow re-score of the last batch: 11 images, 4 busy seconds, 4 images scored in them."""
+    start = datetime.now(UTC) - timedelta(seconds=400)
+    plan = [(0, 3), (2, 2), (302, 4), (304, 2)]
+    with session_scope(sessions) as session:
+        batches = []
+        for n, (at, size) in enumerate(plan):
+            ids = [register(session, f"b{n}-{i}.jpg")[0] for i in range(size)]
+            queries.save_scores(session, {i: result(0.3) for i in ids}, model_version=MODEL)
+            stamp = start + timedelta(seconds=at)
+            session.execute(update(Prediction).where(Prediction.image_id.in_(ids)).values(created_at=stamp))
+            batches.append(ids)
+        queries.save_scores(
+            session, {i: result(0.8) for i in batches[-1]}, model_version="tiny-v2", shadow=True
+        )
+        rescored = start + timedelta(seconds=305)
+        session.execute(
+            update(Prediction).where(Prediction.model_version == "tiny-v2").values(created_at=rescored)
+        )
+
+    with session_scope(sessions) as session:
+        report = queries.status(session)
+
+    assert report["scored_last_window"] == 11
+    assert report["busy_seconds"] == pytest.approx(4.0)
+    assert report["throughput_per_second"] == pytest.approx(1.0)
+
+
 @pytest.mark.integration
 def test_two_ingesters_registering_the_same_bytes_at_once_get_one_image(pg_url: str) -> None:
     migrate.upgrade(pg_url)

@@ -9,12 +9,14 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from skinscreen.config import Settings
 from skinscreen.db import migrate, queries, sites
 from skinscreen.db.session import make_engine, make_session_factory, session_scope
 from skinscreen.db.tables import Image, Prediction, utcnow
 from skinscreen.ops.compare import compare_versions
 from skinscreen.ops.promotion import PromotionError, promote, sites_to_recalibrate
 from skinscreen.results import FileScore
+from skinscreen.retention import purge, purgeable
 
 
 @pytest.fixture
@@ -102,3 +104,31 @@ def test_compare_flags_both_versions_at_their_own_thresholds_unless_site_thresho
     asked = compare_versions(session, "v1", "v2", own={"v1": 0.5, "v2": 0.5}, site_thresholds=True).as_dict()
     assert (asked["flagged_old"], asked["no_longer_flagged_ids"]) == (2, ids[:2])
     assert asked["thresholds"]["v1"]["sites"] == {"a": 0.1} and asked["thresholds"]["v2"]["sites"] == {}
+
+
+def test_purge_and_status_count_flagged_cases_by_the_rule_reviewers_see(
+    session: Session, tmp_path: Path
+) -> None:
+    """v2 flags two images in shadow: not flagged for status until promoted, and purge says the same;
+    purge keeps those two files anyway, and says why."""
+    ids = list(session.execute(select(Image.id).order_by(Image.id)).scalars())
+    queries.save_scores(
+        session,
+        {i: FileScore(Path(f"{i}.jpg"), 0.7 if i in ids[:2] else 0.3, i in ids[:2], 0.5) for i in ids},
+        model_version="v2",
+        shadow=True,
+    )
+    settings = Settings(retention_days=0, heatmap_dir=tmp_path / "maps")
+
+    def counts() -> tuple[int, int, int]:
+        kept = purge(session, settings=settings, dry_run=True)
+        return (
+            queries.status(session)["flagged"],
+            kept.kept_flagged_unreviewed,
+            kept.kept_flagged_by_another_version,
+        )
+
+    assert counts() == (0, 0, 2)
+    assert [i for i, *_ in purgeable(session, cutoff=utcnow())] == ids[2:]
+    promote(session, "v2")
+    assert counts() == (2, 2, 0)
