@@ -49,6 +49,17 @@ class RunSummary:
         }
 
 
+def show_progress(bar: tqdm[Any], done: int, counts: Counts) -> None:
+    """Advance the bar by `done` images and draw it now, with the flagged and failed counts so far.
+
+    Drawn at once, not at the bar's next update: watching an inbox, the bar can sit for hours after a
+    batch, and must not show the flagged count of the batch before.
+    """
+    bar.set_postfix(flagged=counts.flagged, failed=counts.failed, refresh=False)
+    bar.update(done)
+    bar.refresh()
+
+
 def run_embedded(
     roots: list[Path],
     *,
@@ -79,8 +90,7 @@ def run_embedded(
                     settings=settings,
                 )
             )
-            bar.update(len(ids))
-            bar.set_postfix(flagged=summary.counts.flagged, failed=summary.counts.failed, refresh=False)
+            show_progress(bar, len(ids), summary.counts)
 
         def registered(_image_id: int, new: int) -> None:
             bar.total += new

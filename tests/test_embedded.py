@@ -81,3 +81,25 @@ def test_an_image_scored_in_process_is_stamped_sent_once_before_it_is_scored(
             assert image.attempts == 1
             assert image.queued_at is not None and image.queued_at <= prediction.created_at
     engine.dispose()
+
+
+def test_the_progress_bar_shows_a_batch_s_flagged_count_as_soon_as_the_batch_is_stored() -> None:
+    """Watching an inbox, the bar is not updated again until the next batch: it is drawn at once."""
+    import io
+
+    from tqdm import tqdm
+
+    from skinscreen.counts import Counts
+    from skinscreen.runner import show_progress
+
+    out = io.StringIO()
+    bar = tqdm(total=10, file=out, mininterval=3600, dynamic_ncols=False, ncols=100)
+
+    def shown() -> str:
+        return out.getvalue().split("\r")[-1]
+
+    show_progress(bar, 4, Counts(scored=4, flagged=3, failed=1))
+    assert "4/10" in shown() and "flagged=3" in shown() and "failed=1" in shown()
+    show_progress(bar, 2, Counts(scored=6, flagged=5, failed=1))
+    assert "6/10" in shown() and "flagged=5" in shown()
+    bar.close()
