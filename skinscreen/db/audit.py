@@ -1,5 +1,8 @@
 """The audit trail: every case, image and heatmap view, verdict, sign-in, export and admin action.
 
+A page view is one row: a queue page names the cases whose thumbnails it shows, and the images a page
+shows (the thumbnails, a case page's image) add no row of their own (`shown_on_a_page`).
+
 One append-only row each (the database refuses UPDATE, DELETE and TRUNCATE). Rows carry account and
 image ids and, for web actions, the client address; never file paths or patient identifiers, and
 neither do the log lines.
@@ -8,7 +11,10 @@ neither do the log lines.
 from __future__ import annotations
 
 import enum
+import json
 import logging
+from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -28,6 +34,7 @@ class Action(enum.StrEnum):
     token_issued = "token_issued"
     token_revoked = "token_revoked"
     sessions_ended = "sessions_ended"
+    queue_view = "queue_view"
     case_view = "case_view"
     image_view = "image_view"
     heatmap_view = "heatmap_view"
@@ -74,6 +81,35 @@ def record(
         logger.info("audit: %s by account %s", action.value, account_id)
     else:
         logger.info("audit: %s of case %d by account %s", action.value, image_id, account_id)
+
+
+PAGE_IMAGES_WITHIN = timedelta(minutes=10)
+"""How long after a page view the images it shows are loaded without an audit row each."""
+
+
+def queue_view(
+    session: Session, *, account_id: int, case_ids: Sequence[int], page: int, client: str | None
+) -> None:
+    """One row for a queue page view, naming the cases whose thumbnails it shows."""
+    detail = json.dumps({"page": page, "cases": list(case_ids)})
+    record(session, account_id=account_id, action=Action.queue_view, detail=detail, client=client)
+
+
+def shown_on_a_page(
+    session: Session, *, account_id: int, image_id: int, within: timedelta = PAGE_IMAGES_WITHIN
+) -> bool:
+    """Whether this account viewed, within `within`, a page showing this case's image: the case itself
+    (`case_view`) or a queue page listing it (`queue_view`). That row audits the image; a request not
+    covered by one (an image fetched on its own) gets a row of its own."""
+    since = utcnow() - within
+    mine = (AuditEvent.account_id == account_id, AuditEvent.created_at >= since)
+    case = select(AuditEvent.id).where(*mine, AuditEvent.action == Action.case_view.value)
+    if session.execute(case.where(AuditEvent.image_id == image_id).limit(1)).first() is not None:
+        return True
+    queues = session.execute(
+        select(AuditEvent.detail).where(*mine, AuditEvent.action == Action.queue_view.value)
+    )
+    return any(image_id in json.loads(detail or "{}").get("cases", []) for (detail,) in queues)
 
 
 def list_events(

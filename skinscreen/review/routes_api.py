@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.exc import IntegrityError
 
 from skinscreen.db import accounts, batches, cases, queries, tokens
-from skinscreen.db.audit import Action, list_events, record
+from skinscreen.db.audit import Action, list_events, record, shown_on_a_page
 from skinscreen.db.cases import MAX_ID, CaseFile
 from skinscreen.db.tables import Account, Role, State, utcnow
 from skinscreen.errors import FileChangedError, ModelError, ModelUnavailableError, UnreadableImageError
@@ -166,8 +166,11 @@ def _serve_png(
         session.commit()
         logger.warning("case %d: file changed since it was scored", case.image_id)
         raise HTTPException(status.HTTP_409_CONFLICT, "file changed since it was scored") from exc
-    record(session, account_id=user.id, action=action, image_id=case.image_id, client=client)
-    session.commit()
+    if action is not Action.image_view or not shown_on_a_page(
+        session, account_id=user.id, image_id=case.image_id
+    ):
+        record(session, account_id=user.id, action=action, image_id=case.image_id, client=client)
+        session.commit()
     return Response(body, media_type="image/png", headers={**NO_STORE, **headers})
 
 
@@ -183,7 +186,8 @@ NO_STORE = {"Cache-Control": "no-store"}  # patient images stay out of browser a
 def case_image(
     case_id: CaseId, user: ApiUser, session: DB, request: Request, size: MaxSide = 1024
 ) -> Response:
-    """The case's image as PNG, its longer side at most `size` pixels (audited as an image view)."""
+    """The case's image as PNG, its longer side at most `size` pixels (audited as an image view, unless
+    a page view of this account in the last minutes showed it: the case page or a queue page)."""
     case = _case_file(session, case_id)
     images = context(request).images
     return _serve_png(

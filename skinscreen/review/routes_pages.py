@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Form, Path, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from skinscreen.db import accounts, cases
-from skinscreen.db.audit import Action, list_events, record
+from skinscreen.db.audit import Action, list_events, queue_view, record
 from skinscreen.db.batches import batch_summaries
 from skinscreen.db.cases import MAX_ID
 from skinscreen.db.tables import Verdict
@@ -98,6 +98,9 @@ def queue(request: Request, user: PageUser, session: DB, page: PageNumber = 1) -
         session, cases.AUDIT_QUEUE, sort="id", descending=False, limit=PER_PAGE
     )
     pages = max(1, math.ceil(total / PER_PAGE))
+    shown = [int(r["id"]) for r in rows + audit_rows]
+    queue_view(session, account_id=user.id, case_ids=shown, page=page, client=client_address(request))
+    session.commit()
     values = {"rows": rows, "total": total, "page": page, "pages": pages}
     values.update(audit_rows=audit_rows, audit_total=audit_total)
     return render(request, "queue.html", values, user=user)

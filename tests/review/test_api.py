@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import logging
 import re
 from pathlib import Path
@@ -520,3 +521,36 @@ def test_malformed_requests_never_get_a_5xx(
     assert response.status_code < 500, response.text[:500]
     if method != "GET":  # none of these bodies is acceptable (pages send signed-out visitors to /login)
         assert not 200 <= response.status_code < 300, response.text[:500]
+
+
+def test_a_page_view_is_one_audit_row_however_many_images_it_shows(
+    client: TestClient, seeded: Seeded
+) -> None:
+    """The queue page names its cases in one row and its thumbnails add none; a case page is one row
+    with its image; an image fetched without a page showing it still gets its own row."""
+    page_login(client, "alice")
+    alice = seeded.accounts["alice"]
+    before = rows_of(seeded.url, "SELECT max(id) FROM audit_event")[0][0]
+    page = client.get("/").text
+    thumbs = re.findall(r'src="(/api/cases/(\d+)/image\.png\?size=96)"', page)
+    assert len(thumbs) >= 2
+    for url, _ in thumbs:
+        assert client.get(url).status_code == 200
+    case = seeded.queue[0]
+    assert client.get(f"/cases/{case}").status_code == 200
+    assert client.get(f"/api/cases/{case}/image.png", params={"size": 768}).status_code == 200
+    unseen = seeded.ids["a4"]  # scored, not flagged: on no page this account opened
+    assert str(unseen) not in {c for _, c in thumbs}
+    assert client.get(f"/api/cases/{unseen}/image.png", params={"size": 96}).status_code == 200
+
+    events = rows_of(
+        seeded.url,
+        f"SELECT action, image_id, detail FROM audit_event WHERE id > {before} AND account_id = {alice} "
+        "ORDER BY id",
+    )
+    assert [(a, i) for a, i, _ in events] == [
+        ("queue_view", None),
+        ("case_view", case),
+        ("image_view", unseen),
+    ]
+    assert json.loads(events[0][2])["cases"] == [int(c) for _, c in thumbs]
