@@ -159,6 +159,7 @@ def test_calibration_from_reviews_weighs_audit_cases_by_the_sampling_fraction(si
         chosen = calibration.from_reviews(
             session, site="ward7", model_version=MODEL, target=0.9, model_threshold=0.5
         )
+        cost = calibration.cost(session, chosen, model_threshold=0.5)
     engine.dispose()
 
     flagged = np.array([preds[i].flagged for i in ids])
@@ -172,3 +173,9 @@ def test_calibration_from_reviews_weighs_audit_cases_by_the_sampling_fraction(si
     assert chosen.evidence["reviews"]["weight_audit"] == pytest.approx(w_a)
     # Unweighted, the few reviewed unflagged cases would pull the threshold up: the weights matter.
     assert stats.choose_threshold(truth[used], probs[used], target=0.9) > expected
+    # The cost names reviewed cases by id, and its sensitivity is the weighted one of the evidence.
+    missed = [
+        f"case {i}" for i, u, m, p in zip(ids, used, truth, probs, strict=True) if u and m and p < expected
+    ]
+    assert cost["sample"]["malignant_left_unflagged"] == missed
+    assert cost["sample"]["sensitivity"] == chosen.evidence["at_threshold"]["sensitivity"]
