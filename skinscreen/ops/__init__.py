@@ -1,21 +1,15 @@
-"""Operations over a running deployment: installed models, shadow re-scoring, comparison, promotion."""
+"""Operations over a running deployment: shadow re-scoring, comparison, promotion."""
 
 from __future__ import annotations
 
 from skinscreen.ops.compare import Comparison, compare_versions
-from skinscreen.ops.promotion import active_version, promote, promotion_history, sites_to_recalibrate
-from skinscreen.ops.registry import InstalledModel, find_model, install_model, list_models
+from skinscreen.ops.promotion import promote, promotion_history, sites_to_recalibrate
 from skinscreen.ops.rescore import RescoreReport, rescore, rescore_targets
 
 __all__ = [
     "Comparison",
-    "InstalledModel",
     "RescoreReport",
-    "active_version",
     "compare_versions",
-    "find_model",
-    "install_model",
-    "list_models",
     "promote",
     "promotion_history",
     "rescore",
