@@ -277,4 +277,5 @@ def finished_batches(session: Session, image_ids: Sequence[int]) -> list[int]:
 def lock_batches(session: Session, batch_ids: Sequence[int]) -> None:
     """Hold these batch rows until the transaction ends (PostgreSQL: FOR UPDATE; SQLite has one writer),
     so that two workers finishing one batch at once decide one after the other."""
-    session.execute(select(Batch.id).where(Batch.id.in_(list(batch_ids))).with_for_update()).all()
+    stmt = select(Batch.id).where(Batch.id.in_(list(batch_ids))).order_by(Batch.id).with_for_update()
+    session.execute(stmt).all()  # in id order: two lockers never wait on each other crosswise

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -13,12 +15,15 @@ from click.testing import CliRunner
 
 from skinscreen.cli import cli
 from skinscreen.db import accounts
+from skinscreen.db.audit import list_events
 from skinscreen.db.session import make_engine, make_session_factory, session_scope
 from skinscreen.db.tables import Role
 from skinscreen.review.passwords import hash_password
-from skinscreen.sites.drift import REFERENCE_BINS
+from skinscreen.sites.drift import REFERENCE_BINS, Reference
+from skinscreen.sites.report import ModelInfo, record_drift
 from tests.conftest import copy_images, dataset_images
 from tests.ops.conftest import PASSWORD, World, review_client
+from tests.sites.conftest import MODEL, MODEL_THRESHOLD, SiteDb
 
 
 def model_expecting_high_scores(tiny_model: Path, out: Path) -> Path:
@@ -109,3 +114,28 @@ def test_a_drifting_batch_is_warned_once_when_scored_and_reading_it_writes_nothi
         assert row_counts(db_file) == signed_in
     watcher.close()
     assert drift_events(db_file) == warned
+
+
+def test_workers_finishing_one_batch_at_once_record_its_warning_once(pg_site_db: SiteDb) -> None:
+    rng = np.random.default_rng(1)
+    reference = Reference.from_scores(rng.beta(0.5, 0.6, 800), source="validation", threshold=MODEL_THRESHOLD)
+    model = ModelInfo(MODEL, MODEL_THRESHOLD, reference)
+    ids = pg_site_db.add("odd", rng.beta(3, 3, 60).tolist(), save_path=False)
+    engine = make_engine(pg_site_db.url)
+    sessions = make_session_factory(engine)
+    start = threading.Barrier(4)
+
+    def finish(part: list[int]) -> int:
+        start.wait()
+        with session_scope(sessions) as session:
+            return len(record_drift(session, part, model=model))
+
+    with ThreadPoolExecutor(4) as pool:
+        recorded = list(pool.map(finish, [ids[i::4] for i in range(4)]))
+    with session_scope(sessions) as session:
+        again = record_drift(session, ids, model=model)
+        events, total = list_events(session, action="drift_warning")
+    engine.dispose()
+
+    assert sorted(recorded) == [0, 0, 0, 1] and again == []
+    assert total == 1 and json.loads(events[0]["detail"])["site"] == "odd"
