@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,14 +16,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from skinscreen.config import Settings
 from skinscreen.db import accounts, migrate
+from skinscreen.db.promotions import promoted_version
 from skinscreen.db.session import make_engine, make_session_factory, session_scope
 from skinscreen.db.tables import ModelPromotion, Role, utcnow
+from skinscreen.errors import ModelError
 from skinscreen.models.registry import install_model
 from skinscreen.ops.promotion import promote
 from skinscreen.review.passwords import hash_password
 from skinscreen.worker.in_force import RETRY_SECONDS, ModelInForce
 from tests.conftest import copy_images, dataset_images
-from tests.ops.conftest import PASSWORD, World, review_client
+from tests.ops.conftest import PASSWORD, World, invoke, review_client
 from tests.worker.pipeline import Process, cli, env_for, image_rows, predict_by_sha, sha256, wait_for
 
 Sessions = sessionmaker[Session]
@@ -101,6 +105,27 @@ def test_a_promoted_version_this_machine_lacks_keeps_the_model_it_has_and_is_ret
     promote_row(sessions, "tiny-b")  # a version it can load: taken up at once
     assert model.current(sessions).classifier.version == "tiny-b"
     model.close()
+
+
+def test_promote_refuses_a_version_no_worker_could_load(
+    deployment: tuple[Settings, Sessions], tmp_path: Path
+) -> None:
+    settings, sessions = deployment
+    env = {
+        "SKINSCREEN_DATABASE_URL": settings.database_url,
+        "SKINSCREEN_MODEL": settings.model,
+        "SKINSCREEN_MODELS_DIR": str(settings.models_folder()),
+    }
+    loose = shutil.copytree(settings.model, tmp_path / "loose")  # a model folder never installed
+    card = json.loads((loose / "card.json").read_text())
+    (loose / "card.json").write_text(json.dumps({**card, "version": "loose"}))
+
+    for version in ("not-installed-here", str(loose)):
+        refused = invoke(env, "models", "promote", version, "--force", code=1)
+        assert isinstance(refused.exception, ModelError), refused.output
+    with session_scope(sessions) as session:
+        assert promoted_version(session) is None
+    assert "tiny-b from their next batch" in invoke(env, "models", "promote", "tiny-b", "--force").output
 
 
 def test_the_review_server_s_metrics_and_site_pages_follow_the_promotion(world: World, tiny_b: Path) -> None:
