@@ -154,6 +154,50 @@ def _model_info(text: str) -> str:
     return str(family.samples[0].labels["version"])
 
 
+def drop_promote_drop(
+    env: dict[str, str], url: str, inbox: Path, tiny_b: Path, scorer: Process, others: list[Process]
+) -> None:
+    """Images scored by tiny-test; `models add` and `promote tiny-b --force`; the next images by tiny-b,
+    each with the probability `predict` gives, the scoring process never restarted."""
+    images = dataset_images("benign", 6) + dataset_images("malignant", 6)
+    before, after = images[:4], images[4:]
+    try:
+        copy_images(before, inbox / "site-a" / "2026-12-01")
+        wait_for(
+            lambda: sum(r["state"] == "scored" for r in image_rows(url).values()) == len(before),
+            timeout=180,
+            what="the first images scored",
+        )
+        cli(["models", "add", str(tiny_b)], env=env)
+        cli(["models", "promote", "tiny-b", "--force"], env=env)
+        promoted_at = time.monotonic()
+        copy_images(after, inbox / "site-a" / "2026-12-02")
+        wait_for(
+            lambda: sum(r["state"] == "scored" for r in image_rows(url).values()) == len(images),
+            timeout=120,
+            what="the images dropped after the promotion scored",
+        )
+        seconds = time.monotonic() - promoted_at
+        assert scorer.alive(), scorer.text()[-3000:]
+    finally:
+        for process in [*others, scorer]:
+            process.stop()
+
+    rows = image_rows(url)
+    for src in before:
+        assert [v for v, _ in rows[sha256(src)]["predictions"]] == ["tiny-test"]
+    expected = predict_by_sha(after, env=env, model=tiny_b)
+    for src in after:
+        [(version, probability)] = rows[sha256(src)]["predictions"]
+        assert version == "tiny-b", src.name
+        assert probability == pytest.approx(expected[sha256(src)], abs=1e-5)
+    log = scorer.text()
+    assert "model in force: tiny-b (was tiny-test)" in log
+    # One process, each model loaded once: no restart, no reload per batch.
+    assert log.count("loading model tiny-test") == 1 and log.count("loading model tiny-b") == 1, log[-3000:]
+    print(f"images dropped after the promotion scored by tiny-b {seconds:.1f} s after it")
+
+
 @pytest.mark.integration
 def test_images_dropped_after_a_promotion_are_scored_by_it_without_a_restart(
     pg_url: str, redis_url: str, tiny_model: Path, tiny_b: Path, tmp_path: Path
@@ -170,40 +214,26 @@ def test_images_dropped_after_a_promotion_are_scored_by_it_without_a_restart(
     )
     cli(["db", "upgrade"], env=env)
     inbox = tmp_path / "inbox"
-    images = dataset_images("benign", 6) + dataset_images("malignant", 6)
-    before, after = images[:4], images[4:]
     worker = Process(["worker", "--concurrency", "1"], env=env, log=tmp_path / "worker.log")
     ingester = Process(["ingest", str(inbox)], env=env, log=tmp_path / "ingest.log")
-    try:
-        copy_images(before, inbox / "site-a" / "2026-12-01")
-        wait_for(
-            lambda: sum(r["state"] == "scored" for r in image_rows(pg_url).values()) == len(before),
-            timeout=180,
-            what="the first images scored",
-        )
-        cli(["models", "add", str(tiny_b)], env=env)
-        cli(["models", "promote", "tiny-b", "--force"], env=env)
-        promoted_at = time.monotonic()
-        worker_pid = worker.proc.pid
-        copy_images(after, inbox / "site-a" / "2026-12-02")
-        wait_for(
-            lambda: sum(r["state"] == "scored" for r in image_rows(pg_url).values()) == len(images),
-            timeout=120,
-            what="the images dropped after the promotion scored",
-        )
-        seconds = time.monotonic() - promoted_at
-        assert worker.alive() and worker.proc.pid == worker_pid, worker.text()[-3000:]
-    finally:
-        ingester.stop()
-        worker.stop()
+    drop_promote_drop(env, pg_url, inbox, tiny_b, worker, [ingester])
 
-    rows = image_rows(pg_url)
-    for src in before:
-        assert [v for v, _ in rows[sha256(src)]["predictions"]] == ["tiny-test"]
-    expected = predict_by_sha(after, env=env, model=tiny_b)
-    for src in after:
-        [(version, probability)] = rows[sha256(src)]["predictions"]
-        assert version == "tiny-b", src.name
-        assert probability == pytest.approx(expected[sha256(src)], abs=1e-5)
-    assert "model in force: tiny-b (was tiny-test)" in worker.text()
-    print(f"images dropped after the promotion scored by tiny-b {seconds:.1f} s after it")
+
+def test_the_embedded_run_scores_images_dropped_after_a_promotion_with_it(
+    tiny_model: Path, tiny_b: Path, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'skinscreen.db'}"
+    env = env_for(
+        database_url=url,
+        model=tiny_model,
+        models_dir=tmp_path / "models",
+        settle_seconds=1.0,
+        batch_size=4,
+        batch_wait=1.0,
+        threads=1,
+    )
+    cli(["db", "upgrade"], env=env)
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    run = Process(["-v", "run", str(inbox)], env=env, log=tmp_path / "run.log")  # -v: the worker lines
+    drop_promote_drop(env, url, inbox, tiny_b, run, [])
