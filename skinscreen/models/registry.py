@@ -117,9 +117,14 @@ def _cards_under(folder: Path, source: str) -> list[InstalledModel]:
     return found
 
 
+def shipped_models() -> list[InstalledModel]:
+    """The models shipped inside the package, sorted by folder name."""
+    return _cards_under(shipped_folder(), "shipped")
+
+
 def list_models(models_folder: Path) -> list[InstalledModel]:
     """Shipped models first, then the installed ones, each sorted by folder name."""
-    return _cards_under(shipped_folder(), "shipped") + _cards_under(models_folder, "installed")
+    return shipped_models() + _cards_under(models_folder, "installed")
 
 
 def find_model(version: str, models_folder: Path, *, default: str | None = None) -> Path:
@@ -182,7 +187,7 @@ def install_model(source: Path, models_folder: Path) -> InstalledModel:
     if not (0.0 < card.threshold < 1.0) or card.input_size < 16:
         raise ModelError(f"{source}/card.json has an implausible threshold or input size")
     check_files(source, card)
-    if any(m.card.version == card.version for m in _cards_under(shipped_folder(), "shipped")):
+    if any(m.card.version == card.version for m in shipped_models()):
         raise ModelError(f"version {card.version} is a shipped model; give the new model its own version")
     # No separators, and no leading dot: ".." must not name the parent, ".x" not hide the model.
     safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in card.version).lstrip(".") or "model"

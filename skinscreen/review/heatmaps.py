@@ -21,7 +21,6 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +33,7 @@ from skinscreen.images import LoadedImage, decode_image
 from skinscreen.models.gradcam import GradCam, Heatmap, load_gradcam, overlay
 from skinscreen.models.preprocess import resize_pixels
 from skinscreen.models.registry import ModelCard, find_model, read_card, resolve_model_dir
+from skinscreen.models.registry import shipped_models as registry_shipped
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +61,7 @@ def fit(pixels: npt.NDArray[np.uint8], *, max_side: int) -> npt.NDArray[np.uint8
 
 def shipped_models() -> list[Path]:
     """Every model directory shipped inside the package."""
-    root = Path(str(resources.files("skinscreen.models").joinpath("shipped")))
-    return sorted(p for p in root.iterdir() if (p / "card.json").is_file()) if root.is_dir() else []
+    return [m.card.path for m in registry_shipped()]
 
 
 class HeatmapStore:
