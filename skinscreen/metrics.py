@@ -78,10 +78,16 @@ def observe_batch(
     heartbeat(model_version)
 
 
+_scoring_with: list[str] = []  # the version this process last reported
+
+
 def heartbeat(model_version: str | None = None) -> None:
     HEARTBEAT.labels(host=HOST).set(time.time())
     if model_version:
+        if _scoring_with and _scoring_with[0] != model_version:
+            MODEL.labels(version=_scoring_with[0]).set(0)  # swapped for a promoted version
         MODEL.labels(version=model_version).set(1)
+        _scoring_with[:] = [model_version]
 
 
 Reading = Callable[[], Iterable[tuple[str, str, float | None, dict[str, str]]]]

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.orm import Session, sessionmaker
 
+from skinscreen import metrics
 from skinscreen.config import Settings
 from skinscreen.db import accounts, migrate
 from skinscreen.db.promotions import promoted_version
@@ -105,6 +107,16 @@ def test_a_promoted_version_this_machine_lacks_keeps_the_model_it_has_and_is_ret
     promote_row(sessions, "tiny-b")  # a version it can load: taken up at once
     assert model.current(sessions).classifier.version == "tiny-b"
     model.close()
+
+
+def test_a_worker_s_model_gauge_moves_to_the_version_it_swapped_to() -> None:
+    metrics.heartbeat("gauge-old")
+    metrics.heartbeat("gauge-new")
+
+    def value(version: str) -> float | None:
+        return REGISTRY.get_sample_value("skinscreen_worker_model_info", {"version": version})
+
+    assert (value("gauge-old"), value("gauge-new")) == (0.0, 1.0)
 
 
 def test_promote_refuses_a_version_no_worker_could_load(
