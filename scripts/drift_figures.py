@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=500)
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
-    from skinscreen.models.classifier import read_card, resolve_model_dir
+    from skinscreen.models.registry import read_card, resolve_model_dir
     from skinscreen.sites.drift import Reference, check_batch
 
     if args.scores and args.scores.exists():

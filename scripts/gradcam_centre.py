@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from skinscreen.models.classifier import load_classifier, read_card, resolve_model_dir
+from skinscreen.models.classifier import load_classifier
 from skinscreen.models.gradcam import centre_share, load_gradcam
 from skinscreen.models.preprocess import TTA_MODES, to_model_input
+from skinscreen.models.registry import read_card, resolve_model_dir
 
 logger = logging.getLogger(__name__)
 

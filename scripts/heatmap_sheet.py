@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from skinscreen.models.classifier import load_classifier, resolve_model_dir
+from skinscreen.models.classifier import load_classifier
 from skinscreen.models.gradcam import load_gradcam, overlay
 from skinscreen.models.preprocess import to_model_input
+from skinscreen.models.registry import resolve_model_dir
 
 
 def main() -> None:

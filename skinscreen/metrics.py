@@ -78,10 +78,16 @@ def observe_batch(
     heartbeat(model_version)
 
 
+_scoring_with: list[str] = []  # the version this process last reported
+
+
 def heartbeat(model_version: str | None = None) -> None:
     HEARTBEAT.labels(host=HOST).set(time.time())
     if model_version:
+        if _scoring_with and _scoring_with[0] != model_version:
+            MODEL.labels(version=_scoring_with[0]).set(0)  # swapped for a promoted version
         MODEL.labels(version=model_version).set(1)
+        _scoring_with[:] = [model_version]
 
 
 Reading = Callable[[], Iterable[tuple[str, str, float | None, dict[str, str]]]]
@@ -193,6 +199,17 @@ def site_counts(session: Any) -> dict[str, tuple[int, int]]:
     return {site: (int(scored), int(flagged)) for site, scored, flagged in session.execute(stmt)}
 
 
+def in_force(sessions: Any, settings: Settings) -> str:
+    """The version of the model in force, read when scraped: the promoted one, else SKINSCREEN_MODEL's."""
+    from skinscreen.db.promotions import promoted_version
+    from skinscreen.db.session import session_scope
+    from skinscreen.models.registry import read_card, resolve_model_dir
+
+    with session_scope(sessions) as session:
+        promoted = promoted_version(session)
+    return promoted if promoted is not None else read_card(resolve_model_dir(settings.model)).version
+
+
 def multiprocess_registry() -> CollectorRegistry:
     """A registry that sums what every process wrote under PROMETHEUS_MULTIPROC_DIR."""
     from prometheus_client import multiprocess
@@ -216,11 +233,12 @@ def serve_metrics(
     return registry
 
 
-def review_registry(settings: Settings, sessions: Any, *, model_version: str) -> CollectorRegistry:
+def review_registry(settings: Settings, sessions: Any) -> CollectorRegistry:
     """The review server's metrics: the database's view, the queue depth and the model in force."""
 
     def model() -> Iterable[tuple[str, str, float | None, dict[str, str]]]:
-        yield "skinscreen_model_info", "The model version in force (1).", 1, {"version": model_version}
+        version = in_force(sessions, settings)
+        yield "skinscreen_model_info", "The model version in force (1).", 1, {"version": version}
 
     registry = CollectorRegistry()
     for read in (database_reading(sessions), queue_depth_reading(settings), model):

@@ -1,7 +1,8 @@
 """The embedded mode: ingest and score in one process on the SQLite default, no Redis.
 
 It goes through the same Ingester, Dispatcher and `score_ids` as the distributed mode; only the
-sender differs (a direct call instead of a Celery message).
+sender differs (a direct call instead of a Celery message). Like a worker, it reads the model in force
+before each batch (`skinscreen.worker.in_force`): a version promoted meanwhile scores the next batch.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from skinscreen.db import migrate
 from skinscreen.db.session import make_engine, make_session_factory
 from skinscreen.ingest.dispatch import Dispatcher
 from skinscreen.ingest.watcher import Ingester
-from skinscreen.models.classifier import Scorer, load_classifier
+from skinscreen.models.classifier import Scorer
+from skinscreen.sites.report import ModelInfo
 from skinscreen.worker.batches import score_ids
+from skinscreen.worker.in_force import ModelInForce
 
 logger = logging.getLogger(__name__)
 
@@ -68,26 +71,38 @@ def run_embedded(
     progress: bool = True,
     classifier: Scorer | None = None,
 ) -> RunSummary:
-    """Watch (or, with `once`, take what is there) and score in process until done or interrupted."""
+    """Watch (or, with `once`, take what is there) and score in process until done or interrupted.
+
+    Without `classifier` (a stand-in, kept for the whole run), the model in force scores each batch.
+    """
     migrate.upgrade(settings.database_url)
     engine = make_engine(settings.database_url)
     sessions = make_session_factory(engine)
-    if classifier is None:
-        classifier = load_classifier(settings.model, backend=settings.backend, threads=settings.threads)
-    summary = RunSummary(model_version=classifier.version)
+    in_force = ModelInForce(settings)  # loads nothing until asked
+
+    def model() -> tuple[Scorer, ModelInfo | None]:
+        if classifier is not None:
+            return classifier, None
+        loaded = in_force.current(sessions)
+        return loaded.classifier, loaded.info
+
+    summary = RunSummary(model_version=model()[0].version)
     bar = tqdm(total=0, unit="img", desc="scoring", disable=not progress, dynamic_ncols=True)
 
     with ThreadPoolExecutor(max_workers=settings.threads or 2, thread_name_prefix="decode") as pool:
 
         def send(ids: list[int]) -> None:
+            scorer, drift = model()
+            summary.model_version = scorer.version
             summary.counts.add(
                 score_ids(
                     ids,
                     sessions=sessions,
-                    classifier=classifier,
+                    classifier=scorer,
                     pool=pool,
                     audit_fraction=settings.audit_fraction,
                     settings=settings,
+                    drift=drift,
                 )
             )
             show_progress(bar, len(ids), summary.counts)
@@ -108,6 +123,7 @@ def run_embedded(
             logger.info("interrupted; images not yet scored stay queued for the next run")
         finally:
             bar.close()
+            in_force.close()
             engine.dispose()
     summary.counts.add(ingester.counts)
     return summary

@@ -13,7 +13,8 @@ from sqlalchemy import select
 from skinscreen.config import Settings
 from skinscreen.db.session import make_engine, make_session_factory, session_scope
 from skinscreen.db.tables import Image, Prediction
-from skinscreen.models.classifier import load_classifier, read_card, resolve_model_dir
+from skinscreen.models.classifier import load_classifier
+from skinscreen.models.registry import read_card, resolve_model_dir
 from skinscreen.runner import run_embedded
 from tests.conftest import REPO
 from tests.worker.pipeline import cli, env_for

@@ -56,7 +56,7 @@ def models(ctx: click.Context, fmt: str) -> None:
     """List the models this deployment has (shipped and installed), or manage them."""
     if ctx.invoked_subcommand is not None:
         return
-    from skinscreen.ops.registry import list_models
+    from skinscreen.models.registry import list_models
 
     settings: Settings = ctx.obj
     rows = [m.summary() for m in list_models(settings.models_folder())]
@@ -73,7 +73,7 @@ def models_add(settings: Settings, model_dir: Path) -> None:
     """Install an exported model (its card and every file's sha256 checked) into SKINSCREEN_MODELS_DIR."""
     from skinscreen.db.audit import Action, record
     from skinscreen.db.session import session_scope
-    from skinscreen.ops.registry import install_model
+    from skinscreen.models.registry import install_model
 
     installed = install_model(model_dir, settings.models_folder())
     with _sessions(settings, migrate_first=True) as sessions, session_scope(sessions) as session:
@@ -138,17 +138,9 @@ def models_compare(settings: Settings, old: str, new: str, site_thresholds: bool
 
 def _own_threshold(settings: Settings, version: str) -> float:
     """A version's own threshold, from its card: installed or shipped, or SKINSCREEN_MODEL's."""
-    from skinscreen.errors import ModelError
-    from skinscreen.models.classifier import read_card, resolve_model_dir
-    from skinscreen.ops.registry import find_model
+    from skinscreen.models.registry import find_model, read_card
 
-    try:
-        return read_card(find_model(version, settings.models_folder())).threshold
-    except ModelError:
-        card = read_card(resolve_model_dir(settings.model))
-        if card.version != version:
-            raise
-        return card.threshold
+    return read_card(find_model(version, settings.models_folder(), default=settings.model)).threshold
 
 
 def _ids(ids: list[int], shown: int = 10) -> str:
@@ -170,10 +162,17 @@ def _ratio(num: int, den: int) -> str:
 @click.option("--note", help="Why (kept with the promotion).")
 @click.pass_obj
 def models_promote(settings: Settings, version: str, force: bool, note: str | None) -> None:
-    """Make VERSION the model whose flags the queue, the API and `cases` show (audited)."""
+    """Make VERSION the model in force: workers score new images with it from their next batch, and the
+    queue, the API and `cases` show its flags (audited). VERSION must be installed or shipped."""
     from skinscreen.db.session import session_scope
+    from skinscreen.models.registry import find_model, read_card
     from skinscreen.ops.promotion import promote
 
+    # Workers find the promoted version by its card's version: refuse one the registry cannot resolve
+    # (a folder given by path must be installed first), with ModelError.
+    folder = settings.models_folder()
+    version = read_card(find_model(version, folder, default=settings.model)).version
+    find_model(version, folder, default=settings.model)
     with _sessions(settings, migrate_first=True) as sessions, session_scope(sessions) as session:
         done = promote(session, version, force=force, note=note)
     click.echo(
@@ -182,7 +181,7 @@ def models_promote(settings: Settings, version: str, force: bool, note: str | No
     )
     if done.sites_to_recalibrate:
         click.echo(f"sites to recalibrate for {done.version}: {', '.join(done.sites_to_recalibrate)}")
-    click.echo(f"workers score new images with SKINSCREEN_MODEL; point it at {done.version} and restart them")
+    click.echo(f"workers score new images with {done.version} from their next batch (no restart)")
     if done.previous:
         click.echo(f"way back: skinscreen models rollback   (or: skinscreen models promote {done.previous})")
 
@@ -252,7 +251,7 @@ def rescore(
     from skinscreen.counts import Counts
     from skinscreen.db.audit import Action, record
     from skinscreen.db.session import session_scope
-    from skinscreen.ops.registry import find_model
+    from skinscreen.models.registry import find_model
     from skinscreen.ops.rescore import rescore as run_rescore
     from skinscreen.ops.rescore import rescore_targets, summary
 
@@ -260,7 +259,7 @@ def rescore(
     with _sessions(settings, migrate_first=True) as sessions:
         with session_scope(sessions) as session:
             model_dir = find_model(version, settings.models_folder())
-            from skinscreen.models.classifier import read_card
+            from skinscreen.models.registry import read_card
 
             card_version = read_card(model_dir).version
             ids = rescore_targets(session, version=card_version, site=site, since=since)

@@ -15,7 +15,9 @@ from skinscreen.config import Settings
 from skinscreen.tasknames import QUEUE
 
 INBOX = click.argument("inbox", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path))
-MODEL = click.option("--model", help="Model name or directory (default: the shipped model).")
+MODEL = click.option(
+    "--model", help="Model name or directory until a version is promoted (default: the shipped model)."
+)
 BATCH = click.option("--batch-size", type=int, help="Images per model call (default 32).")
 
 
@@ -132,7 +134,8 @@ def ingest(
 )
 @click.pass_obj
 def worker(settings: Settings, concurrency: int, pool: str, loglevel: str, hostname: str | None) -> None:
-    """Run a Celery worker that scores batches (model loaded once per process, after the fork)."""
+    """Run a Celery worker that scores batches (model loaded per process after the fork, then the promoted
+    version taken up between batches)."""
     import os
 
     if settings.metrics_port is not None and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -52,7 +52,10 @@ def cases(
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.pass_obj
 def status(settings: Settings, fmt: str) -> None:
-    """Counts by state, queue depth, recent throughput, failures by reason and drift warnings per batch."""
+    """Counts by state, queue depth, recent throughput, failures by reason and drift warnings per batch.
+
+    Only reads: drift is judged against the model in force, its warnings recorded when batches were scored.
+    """
     from skinscreen.db import queries
     from skinscreen.db.exports import counts as export_counts
     from skinscreen.db.readiness import reading_engine
@@ -62,7 +65,7 @@ def status(settings: Settings, fmt: str) -> None:
     engine = reading_engine(settings.database_url)
     with session_scope(make_session_factory(engine)) as session:
         report = queries.status(session)
-        report.update(drift_report(session, model=settings.model))
+        report.update(drift_report(session, settings=settings))
         report["dicom_exports"] = export_counts(session)
     engine.dispose()
     report["queue_depth"] = queue_depth(settings.broker_url)

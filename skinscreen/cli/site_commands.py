@@ -34,16 +34,16 @@ def _interval(p: dict[str, Any]) -> str:
 
 @click.command()
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-@click.option("--model", help="Model name or directory (default: SKINSCREEN_MODEL).")
+@click.option("--model", help="Model name or directory (default: the model in force).")
 @click.pass_obj
 def sites(settings: Settings, fmt: str, model: str | None) -> None:
     """Each site: images, flag rate, the threshold in force and its evidence, estimated real performance."""
     from skinscreen.db.session import make_engine, make_session_factory, session_scope
-    from skinscreen.sites.report import model_info, site_rows
+    from skinscreen.sites.report import in_force_info, model_info, site_rows
 
-    info = model_info(model or settings.model)
     engine = make_engine(settings.database_url)
     with session_scope(make_session_factory(engine)) as session:
+        info = model_info(model) if model else in_force_info(session, settings=settings)
         rows = site_rows(session, model=info)
     engine.dispose()
     if fmt == "json":
@@ -95,7 +95,7 @@ def sites(settings: Settings, fmt: str, model: str | None) -> None:
     is_flag=True,
     help="Apply a threshold whose sample sensitivity is below the target or below the threshold in force's.",
 )
-@click.option("--model", help="Model name or directory (default: SKINSCREEN_MODEL).")
+@click.option("--model", help="Model name or directory (default: the model in force).")
 @click.option("--by", "ran_by", help="Who runs this, for the audit trail (default: the login name).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.pass_obj
@@ -133,6 +133,8 @@ def calibrate(
     migrate.upgrade(settings.database_url)
     engine = make_engine(settings.database_url)
     sessions = make_session_factory(engine)
+    if not model:  # a site's threshold belongs to the version the workers score with
+        settings = settings.model_copy(update={"model": _in_force_dir(settings, sessions)})
     info = model_info(settings.model)
     result: dict[str, Any] = {"site": site, "model_version": info.version}
     try:
@@ -230,6 +232,16 @@ def _rate(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def _in_force_dir(settings: Settings, sessions: Any) -> str:
+    """The folder of the model in force: the promoted version, else SKINSCREEN_MODEL."""
+    from skinscreen.db.promotions import promoted_version
+    from skinscreen.db.session import session_scope
+    from skinscreen.models.registry import model_in_force
+
+    with session_scope(sessions) as session:
+        return str(model_in_force(promoted_version(session), settings=settings))
+
+
 def _print_calibration(result: dict[str, Any], *, model_threshold: float) -> None:
     out = sys.stdout
     if "evidence" not in result:
@@ -273,7 +285,8 @@ def model_reference(settings: Settings, model: str | None, data: Path | None, ou
     The split is rebuilt from the card's training section (split seed) and checked against the card's
     training-data fingerprint; when the card has no such section or the data differ, there is no reference.
     """
-    from skinscreen.models.classifier import load_classifier, resolve_model_dir
+    from skinscreen.models.classifier import load_classifier
+    from skinscreen.models.registry import resolve_model_dir
     from skinscreen.models.training.reference import validation_reference
 
     model_dir = resolve_model_dir(model or settings.model)

@@ -264,3 +264,18 @@ def batch_scores(
         entry[2].append(float(probability))
         entry[3].append(bool(flagged))
     return out
+
+
+def finished_batches(session: Session, image_ids: Sequence[int]) -> list[int]:
+    """The folder batches of these images that have no image left queued (every one scored or failed)."""
+    touched = select(Image.batch_id).where(Image.id.in_(list(image_ids)), Image.batch_id.is_not(None))
+    waiting = select(Image.batch_id).where(Image.state == State.queued, Image.batch_id.in_(touched))
+    stmt = select(Batch.id).where(Batch.id.in_(touched), Batch.id.not_in(waiting)).order_by(Batch.id)
+    return [int(batch_id) for batch_id in session.execute(stmt).scalars()]
+
+
+def lock_batches(session: Session, batch_ids: Sequence[int]) -> None:
+    """Hold these batch rows until the transaction ends (PostgreSQL: FOR UPDATE; SQLite has one writer),
+    so that two workers finishing one batch at once decide one after the other."""
+    stmt = select(Batch.id).where(Batch.id.in_(list(batch_ids))).order_by(Batch.id).with_for_update()
+    session.execute(stmt).all()  # in id order: two lockers never wait on each other crosswise

@@ -77,10 +77,11 @@ class ResultBuilder:
     def _operating_point(self, prediction: Prediction) -> str:
         """The card's threshold rule when the prediction used this model's own threshold, else the
         threshold (another version's, or a site's calibrated one, which the rule does not describe)."""
-        from skinscreen.models.classifier import read_card, resolve_model_dir
+        from skinscreen.models.registry import find_model, read_card
 
+        s = self.settings
         try:
-            card = read_card(resolve_model_dir(self.settings.model))
+            card = read_card(find_model(prediction.model_version, s.models_folder(), default=s.model))
         except Exception:  # no model here: say what the threshold is
             return f"threshold {prediction.threshold:.4f}"
         if prediction.model_version == card.version and math.isclose(prediction.threshold, card.threshold):
@@ -97,7 +98,11 @@ class ResultBuilder:
         from skinscreen.review.heatmaps import HeatmapStore, fit
 
         if self._heatmaps is None:
-            self._heatmaps = HeatmapStore(folder=self.settings.heatmap_folder(), models=[self.settings.model])
+            self._heatmaps = HeatmapStore(
+                folder=self.settings.heatmap_folder(),
+                models=[self.settings.model],
+                models_folder=self.settings.models_folder(),
+            )
         path = Path(image.path)
         heat = self._heatmaps.heatmap(
             version=version,

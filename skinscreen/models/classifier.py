@@ -1,48 +1,33 @@
 """Load a model directory and turn batches of pixels into malignant probabilities.
 
-A model directory holds `card.json` (version, threshold, input size), `model.onnx` and
-`model.keras`. ONNX Runtime is the CPU default; Keras is used where TensorFlow sees a GPU
-or when asked. Both compute the same network and agree within 1e-4.
+A model directory (found by `skinscreen.models.registry`) holds `card.json` (version, threshold,
+input size), `model.onnx` and `model.keras`. ONNX Runtime is the CPU default; Keras is used where
+TensorFlow sees a GPU or when asked. Both compute the same network and agree within 1e-4.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from skinscreen.errors import ModelError
 from skinscreen.models.preprocess import average_views, view_list
+from skinscreen.models.registry import ModelCard, read_card, resolve_model_dir
 
 logger = logging.getLogger(__name__)
 
-SHIPPED = "shipped"
 # ONNX Runtime runs one single-threaded call per core side by side, each on a few inputs: on this
 # network, slices in parallel beat one call spread over the cores by ONNX Runtime's own threads
 # (2 cores, 8 views an image: 32.4 img/s at 4 inputs a call against 26.3 with 2 intra-op threads;
 # 31.2 at 8, 30.3 at 16). Small calls also keep the memory arena small: it holds on to the peak of
 # the largest call it has seen (3.9 GiB after one call of 256 views at 224x224).
 ONNX_INPUTS_PER_CALL = 4
-
-
-@dataclass(frozen=True)
-class ModelCard:
-    """What a scorer needs to know about a model: its name, contract and operating point."""
-
-    version: str
-    threshold: float
-    input_size: int
-    path: Path
-    data: dict[str, Any]
-    tta: str = "none"
 
 
 class Scorer(Protocol):
@@ -68,33 +53,6 @@ class Runtime(Protocol):
     inputs_per_call: int | None  # how finely to slice a batch (None: one slice per view)
 
     def __call__(self, slices: list[np.ndarray]) -> list[np.ndarray]: ...
-
-
-def resolve_model_dir(name_or_path: str | Path) -> Path:
-    """A shipped model name (`default`) or a path to a model directory."""
-    candidate = Path(name_or_path)
-    if candidate.is_dir():
-        return candidate
-    shipped = Path(str(resources.files("skinscreen.models").joinpath(SHIPPED, str(name_or_path))))
-    if shipped.is_dir():
-        return shipped
-    raise ModelError(f"no model named {name_or_path!r}: not a shipped model and not a directory")
-
-
-def read_card(model_dir: Path) -> ModelCard:
-    """Read and check card.json."""
-    try:
-        data = json.loads((model_dir / "card.json").read_text())
-        return ModelCard(
-            version=str(data["version"]),
-            threshold=float(data["threshold"]),
-            input_size=int(data["input_size"]),
-            path=model_dir,
-            data=data,
-            tta=str(data.get("tta", "none")),
-        )
-    except (OSError, ValueError, KeyError) as exc:
-        raise ModelError(f"{model_dir} has no valid card.json: {exc}") from exc
 
 
 def gpu_available() -> bool:
@@ -133,6 +91,9 @@ class OnnxRuntime:
 
     def __call__(self, slices: list[np.ndarray]) -> list[np.ndarray]:
         return list(self._pool.map(self._run, slices))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
 
 
 class KerasRuntime:
@@ -194,6 +155,12 @@ class Classifier:
         ]
         probs = np.concatenate(self._runtime(slices))
         return average_views(probs, n=len(batch)) if self.card.tta != "none" else probs
+
+    def close(self) -> None:
+        """Let go of the runtime's threads (a replaced model: its memory goes with the last reference)."""
+        close = getattr(self._runtime, "close", None)
+        if close is not None:
+            close()
 
 
 def load_classifier(

@@ -2,8 +2,9 @@
 
 Until a version is promoted, each image shows its first prediction (see
 `skinscreen.db.queries.latest_prediction`). Promoting a version makes its predictions the ones the
-queue, the API and `skinscreen cases` show; promoting the previous one again is the way back. Every
-promotion is a new row in `model_promotion` and an audit event.
+queue, the API and `skinscreen cases` show, and the model in force: workers score new images with it
+from their next batch on, no restart (`skinscreen.db.promotions`); promoting the previous one again is
+the way back. Every promotion is a new row in `model_promotion` and an audit event.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from skinscreen.db.audit import Action, record
+from skinscreen.db.promotions import promoted_version
 from skinscreen.db.tables import Batch, Image, ModelPromotion, Prediction, SiteThreshold, State, utcnow
 from skinscreen.errors import SkinScreenError
 
@@ -37,15 +39,9 @@ class Promotion:
     sites_to_recalibrate: list[str]
 
 
-def active_version(session: Session) -> str | None:
-    """The promoted version, or None when no version was ever promoted."""
-    stmt = select(ModelPromotion.model_version).order_by(ModelPromotion.id.desc()).limit(1)
-    return session.execute(stmt).scalar_one_or_none()
-
-
 def shown_version(session: Session) -> str | None:
     """The version reviewers see: the promoted one, else the one most images were first scored with."""
-    promoted = active_version(session)
+    promoted = promoted_version(session)
     if promoted is not None:
         return promoted
     first = select(func.min(Prediction.id)).group_by(Prediction.image_id)

@@ -58,6 +58,7 @@ def create_app(settings: Settings, *, gradcam_loader: Callable[[Path], GradCam] 
         folder=settings.heatmap_folder(),
         models=[settings.model, *settings.heatmap_models, *shipped_models()],
         loader=gradcam_loader,
+        models_folder=settings.models_folder(),
     )
 
     @asynccontextmanager
@@ -94,8 +95,7 @@ def create_app(settings: Settings, *, gradcam_loader: Callable[[Path], GradCam] 
     app.include_router(routes_api.router)
     app.include_router(routes_pages.router)
     app.include_router(routes_sites.router)
-    in_force = next(iter(heatmaps.cards))  # settings.model's version comes first
-    app.include_router(metrics_router(settings, app.state.review.sessions, model_version=in_force))
+    app.include_router(metrics_router(settings, app.state.review.sessions))
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.add_exception_handler(LoginRequiredError, _to_login)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -1,9 +1,9 @@
 """A case's image and its Grad-CAM overlay as PNG: from the scored pixels, by the model that scored them.
 
 - The map of a case comes from the model version stored with its prediction, never from whatever
-  `SKINSCREEN_MODEL` names today: `HeatmapStore` knows every model it was given (`MODEL`,
-  `HEATMAP_MODELS` and the shipped ones) by version, and refuses (`ModelUnavailableError`) a version
-  it does not have rather than draw another model's map.
+  model is in force today: `HeatmapStore` knows every model it was given (`MODEL`, `HEATMAP_MODELS`
+  and the shipped ones) by version, finds the installed ones in the model registry, and refuses
+  (`ModelUnavailableError`) a version it does not have rather than draw another model's map.
 - Grad-CAM sees what the score saw: `preprocess.seen_pixels`, the one function scoring and the
   Secondary Capture use too (decoded with the model's input size as draft size, then resized).
 - A case view decodes its file once: `CaseImages` keeps the last few decodes by (sha256, draft size),
@@ -21,7 +21,6 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +30,10 @@ from PIL import Image
 from skinscreen.db.cases import CaseFile
 from skinscreen.errors import ModelError, ModelUnavailableError
 from skinscreen.images import LoadedImage, decode_image
-from skinscreen.models.classifier import ModelCard, read_card, resolve_model_dir
 from skinscreen.models.gradcam import GradCam, Heatmap, load_gradcam, overlay
 from skinscreen.models.preprocess import seen_pixels
+from skinscreen.models.registry import ModelCard, find_model, read_card, resolve_model_dir
+from skinscreen.models.registry import shipped_models as registry_shipped
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +61,7 @@ def fit(pixels: npt.NDArray[np.uint8], *, max_side: int) -> npt.NDArray[np.uint8
 
 def shipped_models() -> list[Path]:
     """Every model directory shipped inside the package."""
-    root = Path(str(resources.files("skinscreen.models").joinpath("shipped")))
-    return sorted(p for p in root.iterdir() if (p / "card.json").is_file()) if root.is_dir() else []
+    return [m.card.path for m in registry_shipped()]
 
 
 class HeatmapStore:
@@ -78,12 +77,14 @@ class HeatmapStore:
         folder: Path,
         models: Iterable[str | Path],
         loader: Callable[[Path], GradCam] = load_gradcam,
+        models_folder: Path | None = None,
     ) -> None:
         self.folder = folder
         self.cards: dict[str, ModelCard] = {}
         for model in models:
             card = read_card(resolve_model_dir(model))
             self.cards.setdefault(card.version, card)
+        self._models_folder = models_folder  # installed models (`models add`), looked up by version
         self._loader = loader
         self._gradcams: dict[str, GradCam] = {}
         self._lock = threading.Lock()
@@ -91,9 +92,24 @@ class HeatmapStore:
     def card(self, version: str) -> ModelCard:
         """The card of a model version this server can explain; ModelUnavailableError otherwise."""
         found = self.cards.get(version)
+        if found is None and self._models_folder is not None:
+            try:
+                card = read_card(find_model(version, self._models_folder))
+            except ModelError:
+                card = None
+            if card is not None and card.version == version:
+                found = self.cards.setdefault(version, card)
         if found is None:
             raise ModelUnavailableError(version)
         return found
+
+    def knows(self, version: str) -> bool:
+        """Whether this server can explain the scores of `version`."""
+        try:
+            self.card(version)
+        except ModelUnavailableError:
+            return False
+        return True
 
     def cached(self, *, version: str, sha256: str) -> Path:
         if not re.fullmatch(r"[0-9a-f]{64}", sha256):

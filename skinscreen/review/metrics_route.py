@@ -17,9 +17,9 @@ from skinscreen.config import Settings
 from skinscreen.metrics import review_registry
 
 
-def metrics_router(settings: Settings, sessions: Any, *, model_version: str) -> APIRouter:
+def metrics_router(settings: Settings, sessions: Any) -> APIRouter:
     """The /metrics route (or, with a metrics port, an empty router and a server on that port)."""
-    registry = review_registry(settings, sessions, model_version=model_version)
+    registry = review_registry(settings, sessions)
     router = APIRouter()
     if settings.metrics_port is not None:
         start_http_server(settings.metrics_port, addr=settings.metrics_address, registry=registry)

@@ -112,7 +112,7 @@ def case_view(request: Request, case_id: CaseId, user: PageUser, session: DB) ->
     version = case["model_version"]
     if version is None:
         no_heatmap = "Not scored yet: no heatmap."
-    elif version not in context(request).images.heatmaps.cards:
+    elif not context(request).images.heatmaps.knows(version):
         no_heatmap = (
             f"No heatmap: the model that scored this case ({version}) is not available on this server."
         )
@@ -146,11 +146,10 @@ def add_verdict(
 
 @router.get("/batches")
 def batches(request: Request, user: PageUser, session: DB) -> HTMLResponse:
-    from skinscreen.sites.report import batch_drift, model_info, note_warnings
+    from skinscreen.sites.report import batch_drift, in_force_info
 
-    drift = batch_drift(session, model=model_info(context(request).settings.model))
-    note_warnings(session, drift)
-    session.commit()
+    # A read: drift warnings were recorded when the batches were scored (skinscreen.sites.report).
+    drift = batch_drift(session, model=in_force_info(session, settings=context(request).settings))
     values = {"batches": batch_summaries(session), "drift": {d["batch"]: d for d in drift}}
     return render(request, "batches.html", values, user=user)
 

@@ -1,19 +1,27 @@
-"""What an admin reads about sites: operating points, estimated performance, and drift per batch."""
+"""What an admin reads about sites: operating points, estimated performance, and drift per batch.
+
+Everything here is judged against the model in force (the promoted version, else SKINSCREEN_MODEL).
+Reading never writes: drift warnings are recorded by whoever scores a batch (`record_drift`), once.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sqlalchemy.orm import Session
 
+from skinscreen.config import Settings
 from skinscreen.db import audit as audit_trail
 from skinscreen.db import sites
+from skinscreen.db.promotions import promoted_version
 from skinscreen.errors import ModelError
-from skinscreen.models.classifier import read_card, resolve_model_dir
+from skinscreen.models.registry import ModelCard, model_in_force, read_card, resolve_model_dir
 from skinscreen.sites.drift import MIN_BATCH, Reference, check_batch
 from skinscreen.sites.stats import site_estimate
 
@@ -29,16 +37,25 @@ class ModelInfo:
     reference: Reference | None
 
 
-def model_info(name_or_path: str) -> ModelInfo:
+def model_info(name_or_path: str | Path) -> ModelInfo:
     """Read a model's card (no network is loaded): version, threshold and `reference`, if it has one."""
-    card = read_card(resolve_model_dir(name_or_path))
+    return card_info(read_card(resolve_model_dir(name_or_path)))
+
+
+def card_info(card: ModelCard, *, version: str | None = None) -> ModelInfo:
+    """A card's version (or the version its scores are stored under), threshold and reference."""
     reference = None
     if "reference" in card.data:
         try:
             reference = Reference.from_dict(card.data["reference"])
         except (KeyError, ValueError, TypeError):
             logger.warning("model %s has a malformed reference histogram; drift is not checked", card.version)
-    return ModelInfo(card.version, card.threshold, reference)
+    return ModelInfo(version or card.version, card.threshold, reference)
+
+
+def in_force_info(session: Session, *, settings: Settings) -> ModelInfo:
+    """The model in force: the promoted version's card, or SKINSCREEN_MODEL's before any promotion."""
+    return model_info(model_in_force(promoted_version(session), settings=settings))
 
 
 def site_rows(session: Session, *, model: ModelInfo) -> list[dict[str, Any]]:
@@ -133,9 +150,34 @@ def batch_drift(
     return out
 
 
-def note_warnings(session: Session, drift: list[dict[str, Any]]) -> None:
-    """Log each batch's drift warning once, and keep it in the audit trail (which is how 'once' is known)."""
+def record_drift(session: Session, image_ids: Sequence[int], *, model: ModelInfo) -> list[dict[str, Any]]:
+    """Check each folder batch these just-scored images finished (none of its images left queued) and
+    record its drift warning once: logged, and kept in the audit trail, which is how 'once' is known.
+
+    Called by whoever scores (`skinscreen.worker.batches.score_ids`), in the caller's transaction; the
+    batch rows are locked first, so two workers finishing one batch record one warning. Safe to repeat.
+    """
     from skinscreen.db.audit import Action, record
+
+    finished = sites.finished_batches(session, image_ids)
+    if not finished:
+        return []
+    sites.lock_batches(session, finished)
+    drift = [entry for entry in batch_drift(session, model=model, batch_ids=finished) if entry.get("warning")]
+    seen = _warned_batches(session) if drift else set()
+    recorded = []
+    for entry in drift:
+        if entry["batch"] in seen:
+            continue
+        logger.warning("drift in batch %d of site %s: %s", entry["batch"], entry["site"], entry["warning"])
+        detail = {k: entry[k] for k in ("batch", "site", "flagged_rate", "expected_range", "psi", "warning")}
+        record(session, account_id=None, action=Action.drift_warning, detail=json.dumps(detail))
+        recorded.append(entry)
+    return recorded
+
+
+def _warned_batches(session: Session) -> set[int]:
+    from skinscreen.db.audit import Action
 
     seen = set()
     events, _ = audit_trail.list_events(session, action=Action.drift_warning.value, limit=100_000)
@@ -144,26 +186,17 @@ def note_warnings(session: Session, drift: list[dict[str, Any]]) -> None:
             seen.add(int(json.loads(event["detail"] or "{}").get("batch")))
         except (ValueError, TypeError):
             continue
-    for entry in drift:
-        if entry.get("warning") and entry["batch"] not in seen:
-            logger.warning(
-                "drift in batch %d of site %s: %s", entry["batch"], entry["site"], entry["warning"]
-            )
-            detail = {
-                k: entry[k] for k in ("batch", "site", "flagged_rate", "expected_range", "psi", "warning")
-            }
-            record(session, account_id=None, action=Action.drift_warning, detail=json.dumps(detail))
+    return seen
 
 
-def drift_report(session: Session, *, model: str) -> dict[str, Any]:
-    """`{"drift": [...]}` for `skinscreen status`, each new warning logged once; a note when not checked."""
+def drift_report(session: Session, *, settings: Settings) -> dict[str, Any]:
+    """`{"drift": [...]}` for `skinscreen status`, against the model in force; a note when not checked.
+    Only reads: the warnings were recorded when the batches were scored."""
     try:
-        info = model_info(model)
+        info = in_force_info(session, settings=settings)
     except ModelError as exc:
         return {"drift": [], "drift_note": f"model unavailable: {exc}"}
-    drift = batch_drift(session, model=info)
-    note_warnings(session, drift)
-    out: dict[str, Any] = {"drift": drift}
+    out: dict[str, Any] = {"drift": batch_drift(session, model=info)}
     if info.reference is None:
         out["drift_note"] = (
             f"model {info.version} has no reference distribution (see `skinscreen model-reference`)"

@@ -19,6 +19,7 @@ from skinscreen.db.outcomes import store_scores
 from skinscreen.db.session import session_scope
 from skinscreen.models.classifier import Scorer
 from skinscreen.models.screening import score_files
+from skinscreen.sites.report import ModelInfo, record_drift
 
 logger = logging.getLogger(__name__)
 
@@ -31,10 +32,13 @@ def score_ids(
     pool: Executor,
     settings: Settings,
     audit_fraction: float = 0.0,
+    drift: ModelInfo | None = None,
 ) -> Counts:
     """Score the ids still waiting for this model version; ids already done are skipped (safe to repeat).
 
-    Each image is flagged with its site's threshold for this model version, or the model's own.
+    Each image is flagged with its site's threshold for this model version, or the model's own. With
+    `drift` (the model in force: its reference), each folder batch these images finish is checked for
+    drift and its warning recorded, once.
     """
     started = time.monotonic()
     with session_scope(sessions) as session:
@@ -47,6 +51,7 @@ def score_ids(
         # A redelivered batch whose worker died after storing the scores: its DICOM results may
         # never have been queued, and nothing else would queue them.
         _queue_dicom_results(sessions, image_ids, model_version=classifier.version, settings=settings)
+        _record_drift(sessions, image_ids, drift=drift)
         return report
     scores = score_files(
         [Path(path) for _, path in todo],
@@ -63,6 +68,7 @@ def score_ids(
         audit_fraction=audit_fraction,
     )
     _queue_dicom_results(sessions, image_ids, model_version=classifier.version, settings=settings)
+    _record_drift(sessions, image_ids, drift=drift)
     for s in stored.values():
         report.add_result(s)
     metrics.observe_batch(
@@ -95,3 +101,17 @@ def _queue_dicom_results(
     sent back (skinscreen.dicomnet). Idempotent, so a redelivered batch queues what a crash lost."""
     with session_scope(sessions) as session:
         queue_dicom_results(session, list(image_ids), model_version=model_version, settings=settings)
+
+
+def _record_drift(
+    sessions: sessionmaker[Session], image_ids: Sequence[int], *, drift: ModelInfo | None
+) -> None:
+    """Record the drift warnings of the folder batches these images finished (idempotent: a redelivered
+    batch records what a crash lost, and nothing twice)."""
+    if drift is None:
+        return
+    try:
+        with session_scope(sessions) as session:
+            record_drift(session, list(image_ids), model=drift)
+    except (ValueError, TypeError, KeyError) as exc:  # a malformed stored reference: scores stay stored
+        logger.error("drift not checked after a batch of %d: %s", len(image_ids), exc)

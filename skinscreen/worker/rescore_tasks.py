@@ -45,7 +45,7 @@ class RescoreState:
         """The classifier of `version` (installed or shipped), loaded once per process."""
         if version not in self.classifiers:
             from skinscreen.models.classifier import load_classifier
-            from skinscreen.ops.registry import find_model
+            from skinscreen.models.registry import find_model
 
             s = self.settings
             model_dir = find_model(version, s.models_folder())

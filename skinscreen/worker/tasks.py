@@ -1,4 +1,5 @@
-"""The Celery task. The model and the database engine are made once per worker process, after the fork."""
+"""The Celery task. The model and the database engine are made once per worker process, after the fork;
+the model in force is read again before each batch and swapped when a new version is promoted."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ RETRY = {"autoretry_for": RETRY_ON, "retry_backoff": 2, "retry_backoff_max": 60,
 
 
 class ProcessState:
-    """One process's classifier, session factory and decode pool, made from the settings on first use."""
+    """One process's model in force, session factory and decode pool, made from the settings on first use."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -34,11 +35,12 @@ class ProcessState:
     def get(self) -> dict[str, Any]:
         if not self._made:
             from skinscreen.db.session import make_engine, make_session_factory
-            from skinscreen.models.classifier import load_classifier
+            from skinscreen.worker.in_force import ModelInForce
 
             s = self.settings
-            self._made["classifier"] = load_classifier(s.model, backend=s.backend, threads=s.threads)
             self._made["sessions"] = make_session_factory(make_engine(s.database_url))
+            self._made["model"] = ModelInForce(s)
+            self._made["model"].load_first(self._made["sessions"])
             self._made["pool"] = ThreadPoolExecutor(max_workers=s.threads or 2, thread_name_prefix="decode")
             self._made["holds"] = Holds(
                 connect(s.broker_url), every=s.heartbeat_seconds, timeout=s.heartbeat_timeout
@@ -48,6 +50,7 @@ class ProcessState:
     def close(self) -> None:
         if self._made:
             self._made["pool"].shutdown(wait=False)
+            self._made["model"].close()
 
 
 def register(app: Celery, settings: Settings) -> None:
@@ -75,16 +78,18 @@ def register(app: Celery, settings: Settings) -> None:
 
         made = state.get()
         try:
+            model = made["model"].current(made["sessions"])  # a new promotion is taken up here
             # The batch is recorded as held, with a heartbeat, so that the sweeper re-sends it if this
             # process dies (skinscreen/heartbeat.py).
             with made["holds"].holding(str(self.request.id), list(image_ids)):
                 report = score_ids(
                     image_ids,
                     sessions=made["sessions"],
-                    classifier=made["classifier"],
+                    classifier=model.classifier,
                     pool=made["pool"],
                     audit_fraction=state.settings.audit_fraction,
                     settings=state.settings,
+                    drift=model.info,
                 )
         except SQLAlchemyError as exc:
             # A lost connection or a lost race is worth a retry; anything else would fail again.

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from skinscreen.config import Settings
-from skinscreen.models.classifier import read_card, resolve_model_dir
+from skinscreen.models.registry import read_card, resolve_model_dir
 from skinscreen.review import create_app
 from tests.conftest import IN_CI, REPO
 from tests.review.conftest import PASSWORDS, SECRET, Seeded, seed_database

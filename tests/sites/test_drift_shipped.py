@@ -19,7 +19,8 @@ from click.testing import CliRunner
 
 from skinscreen.cli import cli
 from skinscreen.config import Settings
-from skinscreen.models.classifier import load_classifier, resolve_model_dir
+from skinscreen.models.classifier import load_classifier
+from skinscreen.models.registry import resolve_model_dir
 from skinscreen.models.screening import score_files
 from skinscreen.runner import run_embedded
 from skinscreen.sites.drift import Reference

@@ -1,8 +1,11 @@
-"""The site commands through click: calibrate refuses small samples, sites reports estimates, status warns."""
+"""The site commands through click: calibrate refuses small samples, sites reports estimates, status
+lists drift without writing."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -88,7 +91,20 @@ def test_sites_reports_the_weighted_estimates_of_each_site(site_db: SiteDb, tmp_
     assert "ward7: 44 images" in table.output and "estimated sensitivity" in table.output
 
 
-def test_status_lists_drift_per_batch_and_warns_once(
+def sqlite_state(url: str) -> tuple[dict[str, int], str]:
+    """Rows in every table, and the bytes of the database file and its write-ahead log, hashed."""
+    path = Path(url.removeprefix("sqlite:///"))
+    with sqlite3.connect(path) as conn:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        counts = {t: conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}
+    conn.close()
+    digest = hashlib.sha256()
+    for part in (path, path.with_name(path.name + "-wal")):
+        digest.update(part.read_bytes() if part.exists() else b"-")
+    return counts, digest.hexdigest()
+
+
+def test_status_lists_drift_per_batch_and_writes_nothing(
     site_db: SiteDb, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     rng = np.random.default_rng(0)
@@ -98,8 +114,13 @@ def test_status_lists_drift_per_batch_and_warns_once(
     site_db.add("odd", rng.beta(3, 3, 60).tolist(), save_path=False)
     site_db.add("tiny", [0.5] * 5, save_path=False)
     args = ["--database-url", site_db.url, "status", "--format", "json"]
+    before = sqlite_state(site_db.url)
+    # A connection's data_version changes when any other connection commits a write.
+    watcher = sqlite3.connect(site_db.url.removeprefix("sqlite:///"))
+    version = watcher.execute("PRAGMA data_version").fetchone()[0]
 
     report = json.loads(CliRunner().invoke(cli, args, env={"SKINSCREEN_MODEL": str(model)}).output)
+    again = json.loads(CliRunner().invoke(cli, args, env={"SKINSCREEN_MODEL": str(model)}).output)
 
     drift = {d["site"]: d for d in report["drift"]}
     assert drift["calm"]["warning"] is None
@@ -108,12 +129,15 @@ def test_status_lists_drift_per_batch_and_warns_once(
     documented = {"site", "batch", "flagged_rate", "expected_range", "psi", "psi_limit", "warning"}
     assert all(set(entry) >= documented for entry in drift.values())  # judged or not: the same keys
     assert drift["tiny"]["warning"] is None and "not judged" in drift["tiny"]["note"]
-    logged = [r for r in caplog.records if "drift in batch" in r.getMessage()]
-    assert len(logged) == 1
-    caplog.clear()
+    assert again["drift"] == report["drift"]
     text = CliRunner().invoke(cli, args[:-2], env={"SKINSCREEN_MODEL": str(model)}).output
     assert "DRIFT site odd" in text and "calm" not in text
-    assert not [r for r in caplog.records if "drift in batch" in r.getMessage()]  # logged once only
+    # Reads never write: no row (the audit trail included), no committed change, no warning logged.
+    assert watcher.execute("PRAGMA data_version").fetchone()[0] == version
+    watcher.close()
+    assert sqlite_state(site_db.url) == before
+    assert before[0]["audit_event"] == 0
+    assert not [r for r in caplog.records if "drift in batch" in r.getMessage()]
 
 
 def test_the_sites_package_imports_before_the_review_package() -> None:

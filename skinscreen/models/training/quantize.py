@@ -26,7 +26,7 @@ def quantize_model(model_dir: Path, calibration: Sequence[Path], *, batch_size: 
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from skinscreen.models.classifier import read_card
+    from skinscreen.models.registry import read_card
     from skinscreen.models.training.dataset import load_pixels
 
     card = read_card(model_dir)

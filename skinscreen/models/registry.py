@@ -1,8 +1,13 @@
-"""The models a deployment has: shipped with the package, or installed with `skinscreen models add`.
+"""The one registry of models: which folder holds a version, shipped or installed, and its card.
 
-An installed model is a copy of an exported model directory (`skinscreen export`) under the models
-folder (SKINSCREEN_MODELS_DIR), named by its version. It is installed only when its card reads and
-every file its card lists under `files` is present with the SHA-256 the card records.
+A model directory holds `card.json` (version, threshold, input size) and the runtimes' files. A
+deployment has the models shipped with the package and those installed with `skinscreen models add`:
+an installed model is a copy of an exported model directory (`skinscreen export`) under the models
+folder (SKINSCREEN_MODELS_DIR), named by its version, installed only when its card reads and every
+file its card lists under `files` is present with the SHA-256 the card records.
+
+The model in force is the promoted version (the database says which: `skinscreen.db.promotions`);
+before any promotion, SKINSCREEN_MODEL. This module resolves either to a folder; it reads no database.
 """
 
 from __future__ import annotations
@@ -18,10 +23,53 @@ from pathlib import Path
 from typing import Any
 
 from skinscreen.checksum import sha256_file
+from skinscreen.config import Settings
 from skinscreen.errors import ModelError
-from skinscreen.models.classifier import SHIPPED, ModelCard, read_card
 
 logger = logging.getLogger(__name__)
+
+SHIPPED = "shipped"
+"""The package folder (under skinscreen/models) that holds the shipped model directories."""
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a scorer needs to know about a model: its name, contract and operating point."""
+
+    version: str
+    threshold: float
+    input_size: int
+    path: Path
+    data: dict[str, Any]
+    tta: str = "none"
+
+
+def read_card(model_dir: Path) -> ModelCard:
+    """Read and check card.json."""
+    try:
+        data = json.loads((model_dir / "card.json").read_text())
+        return ModelCard(
+            version=str(data["version"]),
+            threshold=float(data["threshold"]),
+            input_size=int(data["input_size"]),
+            path=model_dir,
+            data=data,
+            tta=str(data.get("tta", "none")),
+        )
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(f"{model_dir} has no valid card.json: {exc}") from exc
+
+
+def resolve_model_dir(name_or_path: str | Path) -> Path:
+    """A shipped model name (`default`) or a path to a model directory."""
+    candidate = Path(name_or_path)
+    if candidate.is_dir():
+        return candidate
+    shipped = shipped_folder() / str(name_or_path)
+    if shipped.is_dir():
+        return shipped
+    raise ModelError(f"no model named {name_or_path!r}: not a shipped model and not a directory")
+
 
 MODEL_FILES = ("model.onnx", "model.keras")
 """An installed model needs at least one of these (the runtimes' inputs)."""
@@ -69,22 +117,46 @@ def _cards_under(folder: Path, source: str) -> list[InstalledModel]:
     return found
 
 
+def shipped_models() -> list[InstalledModel]:
+    """The models shipped inside the package, sorted by folder name."""
+    return _cards_under(shipped_folder(), "shipped")
+
+
 def list_models(models_folder: Path) -> list[InstalledModel]:
     """Shipped models first, then the installed ones, each sorted by folder name."""
-    return _cards_under(shipped_folder(), "shipped") + _cards_under(models_folder, "installed")
+    return shipped_models() + _cards_under(models_folder, "installed")
 
 
-def find_model(version: str, models_folder: Path) -> Path:
-    """The directory of the model with this version (or shipped name, or a directory path)."""
-    for model in list_models(models_folder):
+def find_model(version: str, models_folder: Path, *, default: str | None = None) -> Path:
+    """The directory of the model with this version (or shipped name, or a directory path).
+
+    Installed models come first, then the shipped ones, then `default` (SKINSCREEN_MODEL, which may
+    be a directory outside both) when its card has this version.
+    """
+    found = list_models(models_folder)
+    for model in found:
         if version in (model.card.version, model.card.path.name) and model.source == "installed":
             return model.card.path
-    for model in list_models(models_folder):
+    for model in found:
         if version in (model.card.version, model.card.path.name):
             return model.card.path
+    if default is not None:
+        try:
+            default_dir = resolve_model_dir(default)
+            if read_card(default_dir).version == version:
+                return default_dir
+        except ModelError:
+            pass
     if Path(version).is_dir():
         return Path(version)
     raise ModelError(f"no model {version!r}: not shipped, not installed in {models_folder}, not a directory")
+
+
+def model_in_force(promoted: str | None, *, settings: Settings) -> Path:
+    """The folder of the model in force: the promoted version, or SKINSCREEN_MODEL before any promotion."""
+    if promoted is None:
+        return resolve_model_dir(settings.model)
+    return find_model(promoted, settings.models_folder(), default=settings.model)
 
 
 def check_files(model_dir: Path, card: ModelCard) -> dict[str, str]:
@@ -115,7 +187,7 @@ def install_model(source: Path, models_folder: Path) -> InstalledModel:
     if not (0.0 < card.threshold < 1.0) or card.input_size < 16:
         raise ModelError(f"{source}/card.json has an implausible threshold or input size")
     check_files(source, card)
-    if any(m.card.version == card.version for m in _cards_under(shipped_folder(), "shipped")):
+    if any(m.card.version == card.version for m in shipped_models()):
         raise ModelError(f"version {card.version} is a shipped model; give the new model its own version")
     # No separators, and no leading dot: ".." must not name the parent, ".x" not hide the model.
     safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in card.version).lstrip(".") or "model"
