@@ -59,7 +59,7 @@ def command_lines(page: Path) -> list[DocLine]:
 
 
 # Where a command line ends inside prose or a diagram: a comment, a bracket of prose, an arrow.
-END = re.compile(r" +(?:\(|&|<--|-->|/ |or:)")
+END = re.compile(r" +(?:\(|&|<--|-->|/ |or:|>|2>|<)")
 
 
 def _commands_in(code: str) -> list[str]:
