@@ -187,6 +187,16 @@ def test_skinscreen_models_runs_as_the_docs_show_it() -> None:
     assert row["views"] == "1"  # one network pass an image, said as a count
 
 
+def test_predict_scores_the_sample_files_with_the_shipped_model_as_the_docs_show() -> None:
+    samples = REPO / "samples" / "inbox"
+    files = [str(samples / "lesion-04.jpg"), str(samples / "lesion-09-rle.dcm")]
+    done = CliRunner().invoke(cli, ["predict", *files])
+    assert done.exit_code == 0, done.output
+    rows = done.output.splitlines()
+    assert rows[0] == "path,probability,flagged,reason"
+    assert [row.split(",")[2] for row in rows[1:]] == ["True", "True"]  # two malignant samples, flagged
+
+
 def test_evaluate_without_out_writes_its_report_to_a_folder_named_after_the_data_and_the_model(
     tmp_path: Path, tiny_model: Path
 ) -> None:
