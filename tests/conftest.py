@@ -21,8 +21,9 @@ SHARED = REPO.parent / "shared"
 DATA = Path(os.environ.get("TEST_DATA_DIR") or SHARED / "data" / "skin-cancer-mvb")
 WEIGHTS = SHARED / "weights" / "mobilenet_v2_1.0_224_imagenet_no_top.weights.h5"
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-# TEST_REDIS_URL lets developers run suites side by side on one Redis (each its own database).
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# The tests empty their Redis database: by default db 15, never db 0, where a machine's own work
+# usually waits. TEST_REDIS_URL lets developers run suites side by side on one Redis (each its own db).
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 IN_CI = bool(os.environ.get("CI"))
 
 
@@ -102,19 +103,19 @@ def service_unavailable(what: str, exc: Exception) -> None:
 
 
 @contextmanager
-def fresh_pg_schema() -> Iterator[str]:
-    """A new schema in the local PostgreSQL (its URL), dropped afterwards."""
+def fresh_pg_schema(base: str = PG_URL) -> Iterator[str]:
+    """A new schema in the PostgreSQL at `base` (its URL), dropped afterwards."""
     import sqlalchemy as sa
 
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_URL, pool_pre_ping=True)  # survives the restart tests
+    admin = sa.create_engine(base, pool_pre_ping=True)  # survives the restart tests
     try:
         with admin.begin() as conn:
             conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     except sa.exc.OperationalError as exc:
         admin.dispose()
-        service_unavailable("PostgreSQL at 127.0.0.1:5432", exc)
-    yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+        service_unavailable(f"PostgreSQL at {base}", exc)
+    yield f"{base}?options=-csearch_path%3D{schema}"
     with admin.begin() as conn:
         conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
     admin.dispose()
@@ -129,7 +130,7 @@ def pg_url() -> Iterator[str]:
 
 @contextmanager
 def empty_redis_db() -> Iterator[str]:
-    """Redis database 0 (or TEST_REDIS_URL's), emptied before and after."""
+    """Redis database 15 (or TEST_REDIS_URL's), emptied before and after."""
     import redis
 
     client = redis.Redis.from_url(REDIS_URL)

@@ -33,12 +33,25 @@ Examples:
 """
 
 
+class BarSafeHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Log lines written through tqdm, which lifts a progress bar out of their way and redraws it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # as StreamHandler does: a log line never takes the program down
+            self.handleError(record)
+
+
 def setup_logging(verbose: int) -> None:
     level = logging.WARNING if verbose < 0 else logging.INFO if verbose == 0 else logging.DEBUG
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    for noisy in ("alembic", "absl", "tensorflow", "h5py", "watchdog"):
+    handler = BarSafeHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
+    # highdicom logs each object it builds at INFO: one result sent would be a dozen lines.
+    for noisy in ("alembic", "absl", "tensorflow", "h5py", "watchdog", "highdicom"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 

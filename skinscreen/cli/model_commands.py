@@ -60,7 +60,9 @@ def predict(
 @click.command()
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
-    "--out", type=click.Path(path_type=Path), required=True, help="Folder for metrics.json, report.md, PNGs."
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Folder for metrics.json, report.md, PNGs (default: evaluations/DATA_DIR-MODEL_VERSION).",
 )
 @MODEL
 @BACKEND
@@ -73,7 +75,7 @@ def predict(
 def evaluate(
     settings: Settings,
     data_dir: Path,
-    out: Path,
+    out: Path | None,
     model: str | None,
     backend: str | None,
     train_dir: Path | None,
@@ -87,6 +89,8 @@ def evaluate(
     )
     if train_dir is None and (data_dir.parent / "train").is_dir() and data_dir.resolve().name != "train":
         train_dir = data_dir.parent / "train"
+    if out is None:  # one folder per data set and model, so a second evaluation does not overwrite the first
+        out = Path("evaluations") / f"{data_dir.resolve().name}-{classifier.version}"
     metrics = run_evaluate(data_dir, classifier=classifier, out=out, train_dir=train_dir)
     everything = metrics["all"]
     at = everything["at_threshold"]

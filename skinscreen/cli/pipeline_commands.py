@@ -143,9 +143,17 @@ def worker(settings: Settings, concurrency: int, pool: str, loglevel: str, hostn
 
         # Before prometheus_client is imported: the pool's children share their counters through files.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="skinscreen-metrics-")
+    import warnings
+
+    from celery.exceptions import SecurityWarning
+
     from skinscreen import metrics
     from skinscreen.models.classifier import default_threads
     from skinscreen.worker.app import make_celery
+
+    # Celery's eight-line warning for a worker run as root is about pickle, which this app never
+    # accepts (JSON only, worker/app.py); the container image runs the worker as its own user.
+    warnings.filterwarnings("ignore", category=SecurityWarning)
 
     if settings.threads is None:
         # Processes x threads <= cores; the pool's children inherit these settings through the fork.

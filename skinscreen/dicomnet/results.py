@@ -227,32 +227,81 @@ def _person_name(account: str) -> str:
     return clean[:63] + "^"  # a family name alone
 
 
-def caption_pixels(pixels: npt.NDArray[np.uint8], lines: list[str]) -> npt.NDArray[np.uint8]:
-    """The image with a black band below it holding `lines` in white (burned in)."""
-    height, width = pixels.shape[:2]
-    size = max(12, width // 40)
+@dataclass(frozen=True)
+class CaptionLayout:
+    """Where each line of a burned-in caption goes: a band below the image, lines wrapped to fit it."""
+
+    font: ImageFont.ImageFont | ImageFont.FreeTypeFont
+    band: int
+    lines: list[tuple[tuple[int, int], str]]
+
+
+def caption_layout(width: int, height: int, lines: list[str]) -> CaptionLayout:
+    """Lay `lines` out below a `width` x `height` image, every line inside it whatever the size.
+
+    The font scales with the width (a 4000-pixel photograph gets large letters, a 224-pixel one
+    the smallest readable size) and each line is wrapped at spaces, or inside a word too long to
+    fit, so the model version, probability, threshold and flag are never cut off.
+    """
+    size = max(10, width // 40)
     try:
         font: ImageFont.ImageFont | ImageFont.FreeTypeFont = ImageFont.load_default(size=size)
     except (TypeError, OSError):
         font = ImageFont.load_default()
-    band = (size + 6) * len(lines) + 8
-    canvas = Image.new("RGB", (width, height + band), (0, 0, 0))
+    margin = max(3, size // 3)
+    room = max(1, width - 2 * margin)
+    wrapped = [part for line in lines for part in _wrap(line, font=font, room=room)]
+    step = size + max(2, size // 3)
+    placed = [((margin, height + margin + i * step), text) for i, text in enumerate(wrapped)]
+    return CaptionLayout(font=font, band=step * len(wrapped) + 2 * margin, lines=placed)
+
+
+def _wrap(line: str, *, font: ImageFont.ImageFont | ImageFont.FreeTypeFont, room: int) -> list[str]:
+    """`line` in pieces no wider than `room` pixels: at spaces, else inside the word."""
+    out: list[str] = []
+    current = ""
+    for word in line.split(" "):
+        candidate = f"{current} {word}" if current else word
+        if font.getlength(candidate) <= room:
+            current = candidate
+            continue
+        if current:
+            out.append(current)
+        current = ""
+        for ch in word:  # a word wider than the band (a long model version) is cut where it must be
+            if current and font.getlength(current + ch) > room:
+                out.append(current)
+                current = ""
+            current += ch
+    return [*out, current] if current else out
+
+
+def caption_pixels(pixels: npt.NDArray[np.uint8], lines: list[str]) -> npt.NDArray[np.uint8]:
+    """The image with a black band below it holding `lines` in white (burned in)."""
+    height, width = pixels.shape[:2]
+    layout = caption_layout(width, height, lines)
+    canvas = Image.new("RGB", (width, height + layout.band), (0, 0, 0))
     canvas.paste(Image.fromarray(pixels), (0, 0))
     draw = ImageDraw.Draw(canvas)
-    for i, line in enumerate(lines):
-        draw.text((6, height + 4 + i * (size + 6)), line, fill=(255, 255, 255), font=font)
+    for xy, text in layout.lines:
+        draw.text(xy, text, fill=(255, 255, 255), font=layout.font)
     return np.asarray(canvas, dtype=np.uint8)
+
+
+def caption_lines(facts: ResultFacts) -> list[str]:
+    """The burned-in caption: what the image is, the model, its score, threshold and flag."""
+    flag = "FLAGGED" if facts.flagged else "not flagged"
+    return [
+        CAPTION,
+        f"skinscreen {facts.model_version}:",
+        f"p={facts.probability:.3f} threshold={facts.threshold:.3f} {flag}",
+        "Grad-CAM: areas that raised the score",
+    ]
 
 
 def build_sc(source: Dataset, overlay: npt.NDArray[np.uint8], facts: ResultFacts) -> Dataset:
     """A Secondary Capture of the Grad-CAM overlay, with the screening-aid caption burned in."""
-    flag = "FLAGGED" if facts.flagged else "not flagged"
-    lines = [
-        CAPTION,
-        f"skinscreen {facts.model_version}: p={facts.probability:.3f} threshold={facts.threshold:.3f} {flag}",
-        "Grad-CAM: areas that raised the score",
-    ]
-    pixels = caption_pixels(overlay, lines)
+    pixels = caption_pixels(overlay, caption_lines(facts))
     sc = hd.sc.SCImage.from_ref_dataset(
         ref_dataset=source,
         pixel_array=pixels,

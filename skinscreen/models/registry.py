@@ -75,6 +75,10 @@ MODEL_FILES = ("model.onnx", "model.keras")
 """An installed model needs at least one of these (the runtimes' inputs)."""
 
 
+# Network passes an image costs under each test-time augmentation of the card ("none": one pass).
+VIEWS = {"none": 1, "flip4": 4, "dihedral8": 8}
+
+
 @dataclass(frozen=True)
 class InstalledModel:
     """A model directory a deployment can score with, and where it came from."""
@@ -90,7 +94,7 @@ class InstalledModel:
             "version": self.card.version,
             "source": self.source,
             "threshold": self.card.threshold,
-            "views": self.card.tta,
+            "views": VIEWS.get(self.card.tta, self.card.tta),
             "input_size": self.card.input_size,
             "test_images": (test.get("all") or {}).get("n"),
             "test_auc": (test.get("all") or {}).get("roc_auc"),

@@ -62,7 +62,7 @@ def test_models_add_checks_the_card_s_hashes_and_models_lists_it(tmp_path: Path,
     listed = {m["version"]: m for m in json.loads(invoke(env, "models", "--format", "json").stdout)}
 
     assert listed[NEW]["source"] == "installed"
-    assert listed[NEW]["test_auc"] == 0.5 and listed[NEW]["views"] == "none"
+    assert listed[NEW]["test_auc"] == 0.5 and listed[NEW]["views"] == 1
     shipped = [m for m in listed.values() if m["source"] == "shipped"]
     assert shipped and all(0 < m["threshold"] < 1 for m in shipped)
     assert (tmp_path / "m" / NEW / "model.onnx").is_file()

@@ -8,6 +8,7 @@ batch's heartbeat (skinscreen.heartbeat.py) can bring the batch back this fast.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,7 +16,8 @@ import pytest
 import sqlalchemy as sa
 from PIL import Image
 
-from tests.conftest import dataset_images
+from tests.conftest import dataset_images, fresh_pg_schema
+from tests.services import throwaway_postgres, throwaway_redis
 from tests.worker.pipeline import (
     Process,
     assert_each_scored_once,
@@ -29,6 +31,20 @@ from tests.worker.pipeline import (
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1200)]
 
 RECOVERY_LIMIT = 90.0
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A Redis of this test's own (tests/services.py), not the machine's."""
+    with throwaway_redis() as server:
+        yield server.url
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL of this test's own, a schema in it."""
+    with throwaway_postgres() as server, fresh_pg_schema(server.url) as url:
+        yield url
 
 
 def last_scored_at(url: str) -> datetime:

@@ -1,69 +1,49 @@
 """Faults survived with real processes: Redis and PostgreSQL restarted, an ingester killed, files re-dropped.
 
-These restart the machine's own Redis and PostgreSQL (as CI's machine runs them), so they are
-marked `integration` and run in the suite's single process, one at a time.
+The Redis and PostgreSQL these tests restart are their own (tests/services.py: started on free
+ports in a temporary folder, killed at the end), never the machine's. They are marked
+`integration` and run in the suite's single process, one at a time.
 """
 
 from __future__ import annotations
 
 import shutil
-import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
-from tests.conftest import IN_CI, dataset_images
+from tests.conftest import dataset_images, fresh_pg_schema
+from tests.services import ThrowawayPostgres, ThrowawayRedis, throwaway_postgres, throwaway_redis
 from tests.worker.pipeline import Process, assert_each_scored_once, image_rows, queued_count, sha256, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-REDIS_START = [
-    "redis-server",
-    "--daemonize",
-    "yes",
-    "--bind",
-    "127.0.0.1",
-    "--port",
-    "6379",
-    "--save",
-    "",
-    "--appendonly",
-    "no",
-]
+
+@pytest.fixture(scope="module")
+def own_redis() -> Iterator[ThrowawayRedis]:
+    with throwaway_redis() as server:
+        yield server
 
 
-def _need(tool: str) -> None:
-    if shutil.which(tool) is None:
-        (pytest.fail if IN_CI else pytest.skip)(f"{tool} is not installed here")
+@pytest.fixture(scope="module")
+def own_postgres() -> Iterator[ThrowawayPostgres]:
+    with throwaway_postgres() as server:
+        yield server
 
 
-def restart_redis() -> None:
-    """Stop Redis without saving (every queued message is lost) and start it again."""
-    _need("redis-server")
-    subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", "6379", "shutdown", "nosave"], capture_output=True)
-    client = redis.Redis(host="127.0.0.1", port=6379)
-    wait_for(lambda: not _pings(client), timeout=30, what="Redis to stop")
-    subprocess.run(REDIS_START, check=True, capture_output=True)
-    wait_for(lambda: _pings(client), timeout=30, what="Redis to start")
+@pytest.fixture
+def redis_url(own_redis: ThrowawayRedis) -> str:
+    """This module's own Redis, restarted (so emptied) before each test."""
+    own_redis.restart()
+    return own_redis.url
 
 
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-
-
-def restart_postgres() -> None:
-    _need("pg_ctlcluster")
-    version = sorted(p.name for p in Path("/etc/postgresql").iterdir())[0]
-    subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+@pytest.fixture
+def pg_url(own_postgres: ThrowawayPostgres) -> Iterator[str]:
+    """A fresh schema in this module's own PostgreSQL."""
+    with fresh_pg_schema(own_postgres.url) as url:
+        yield url
 
 
 def drop(sources: list[Path], folder: Path) -> list[Path]:
@@ -87,14 +67,14 @@ def fast_sweep(pipeline_env: dict[str, str]) -> dict[str, str]:
 
 
 def test_messages_lost_in_a_redis_restart_are_sent_again_by_the_sweeper(
-    fast_sweep: dict[str, str], pg_url: str, inbox: Path, tmp_path: Path
+    fast_sweep: dict[str, str], own_redis: ThrowawayRedis, pg_url: str, inbox: Path, tmp_path: Path
 ) -> None:
     ingester = Process(["ingest", str(inbox)], env=fast_sweep, log=tmp_path / "ingest.log")
     worker = None
     try:
         files = drop(dataset_images("benign", 8) + dataset_images("malignant", 8), inbox / "site" / "day")
         wait_for(lambda: ingester.text().count("enqueued a batch") >= 2, timeout=60, what="batches enqueued")
-        restart_redis()  # no worker yet: both batches were waiting in Redis, and are gone
+        own_redis.restart()  # no worker yet: both batches were waiting in Redis, and are gone
         worker = Process(["worker"], env=fast_sweep, log=tmp_path / "worker.log")
         wait_for(lambda: all_done(pg_url, len(files)), timeout=180, what="the sweeper's resend to be scored")
         assert "sweeper: re-enqueueing 16 images" in ingester.text()
@@ -106,7 +86,7 @@ def test_messages_lost_in_a_redis_restart_are_sent_again_by_the_sweeper(
 
 
 def test_a_postgresql_restart_in_the_middle_of_a_run_loses_nothing(
-    pipeline_env: dict[str, str], pg_url: str, inbox: Path, tmp_path: Path
+    pipeline_env: dict[str, str], own_postgres: ThrowawayPostgres, pg_url: str, inbox: Path, tmp_path: Path
 ) -> None:
     worker = Process(["worker"], env=pipeline_env, log=tmp_path / "worker.log")
     ingester = Process(["ingest", str(inbox)], env=pipeline_env, log=tmp_path / "ingest.log")
@@ -114,7 +94,7 @@ def test_a_postgresql_restart_in_the_middle_of_a_run_loses_nothing(
         first = drop(dataset_images("benign", 8), inbox / "site" / "one")
         wait_for(lambda: all_done(pg_url, len(first)), timeout=120, what="the first drop to be scored")
         second = drop(dataset_images("malignant", 8), inbox / "site" / "two")
-        restart_postgres()
+        own_postgres.restart()
         files = first + second
         wait_for(lambda: _quietly(all_done, pg_url, len(files)), timeout=180, what="every file scored")
         assert worker.alive() and ingester.alive()

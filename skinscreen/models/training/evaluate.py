@@ -72,11 +72,12 @@ def score_labelled(
     )
 
 
-def _fingerprint_all(paths: Sequence[Path], *, desc: str, progress: bool) -> tuple[list[int], np.ndarray]:
+def _fingerprint_all(paths: Sequence[Path], *, bar: tqdm[Any]) -> tuple[list[int], np.ndarray]:
     """Fingerprints of the files Pillow can open, with their indices into `paths`."""
     kept: list[int] = []
     rows: list[np.ndarray] = []
-    for i, path in enumerate(tqdm(paths, desc=desc, unit="img", file=sys.stderr, disable=not progress)):
+    for i, path in enumerate(paths):
+        bar.update()
         try:
             rows.append(dataset.fingerprints([path])[0])
         except (OSError, ValueError):  # unreadable, or a format Pillow cannot open (DICOM)
@@ -92,8 +93,12 @@ def find_near_duplicates(
     train_paths = sorted(
         p for p in train_dir.rglob("*") if p.is_file() and p.suffix.lower() in dataset.IMAGE_SUFFIXES
     )
-    kept, prints = _fingerprint_all(paths, desc="fingerprints", progress=progress)
-    train_kept, train_prints = _fingerprint_all(train_paths, desc="train fingerprints", progress=progress)
+    # One bar for the whole check: the training set is read only to compare against.
+    total = len(paths) + len(train_paths)
+    bar = tqdm(total=total, desc="near-duplicate check", unit="img", file=sys.stderr, disable=not progress)
+    with bar:
+        kept, prints = _fingerprint_all(paths, bar=bar)
+        train_kept, train_prints = _fingerprint_all(train_paths, bar=bar)
     matches: dict[int, list[Path]] = {}
     if len(kept) and len(train_kept):
         for i, j in dataset.near_duplicate_pairs(prints, train_prints):
