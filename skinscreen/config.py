@@ -112,7 +112,22 @@ class Settings(BaseSettings):
     """A received study goes to the inbox once no instance of it has arrived for this long."""
 
     dicom_destination: str | None = None
-    """Where DICOM results are sent by C-STORE: `AE@host:port` (a PACS)."""
+    """Where DICOM results are sent: `AE@host:port` (C-STORE to a PACS) or a DICOMweb root URL."""
+
+    dicomweb_token: SecretStr | None = None
+    """Bearer token sent with STOW-RS to a DICOMweb destination; unset: none."""
+
+    dicomweb_username: str | None = None
+    """User name for HTTP basic authentication to a DICOMweb destination (with the password)."""
+
+    dicomweb_password: SecretStr | None = None
+    """Password for HTTP basic authentication to a DICOMweb destination."""
+
+    dicomweb_ca_bundle: Path | None = None
+    """CA certificates (PEM) that an https DICOMweb destination's certificate must chain to."""
+
+    dicomweb_max_request_mb: int = Field(default=512, ge=1)
+    """Largest STOW-RS request `serve` takes at /dicom-web/studies, in MiB; larger ones get 413."""
 
     dicom_outbox: Path | None = None
     """Or a folder DICOM results are written to, when there is no network destination."""
@@ -187,6 +202,10 @@ class Settings(BaseSettings):
             return None
         from skinscreen.dicomnet.address import parse_destination
 
+        if value.strip().lower().startswith(("http://", "https://")):
+            from skinscreen.dicomnet.dicomweb import parse_root
+
+            return parse_root(value)  # raises ValueError with what is wrong
         parse_destination(value)  # raises ValueError with what is wrong
         return value.strip()
 

@@ -97,9 +97,9 @@ class _Study:
 class StudyStager:
     """Staged studies and their last arrival; `release_quiet` moves the quiet ones into the inbox."""
 
-    def __init__(self, inbox: Path, *, quiet_seconds: float) -> None:
+    def __init__(self, inbox: Path, *, quiet_seconds: float, staging: str = STAGING) -> None:
         self.inbox = inbox
-        self.root = inbox / STAGING
+        self.root = inbox / staging  # hidden: the ingester skips it
         self.quiet = quiet_seconds
         self._studies: dict[Path, _Study] = {}
         self._lock = threading.Lock()

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from skinscreen.config import Settings
 from skinscreen.db.session import session_scope
 from skinscreen.db.tables import DicomExport, ExportState, Image, Prediction, Review, utcnow
-from skinscreen.dicomnet import exports, results
+from skinscreen.dicomnet import dicomweb, exports, results
 from skinscreen.dicomnet.address import parse_destination, study_folder
 
 logger = logging.getLogger(__name__)
@@ -267,7 +267,10 @@ def send_due(
         b.export_id: (ExportState.failed, b.error) for b in built if b.dataset is None
     }
     if ready:
-        if settings.dicom_destination:
+        if settings.dicom_destination and dicomweb.is_dicomweb(settings.dicom_destination):
+            pairs = [(b.export_id, b.dataset) for b in ready if b.dataset is not None]
+            outcomes.update(dicomweb.stow(settings, pairs))
+        elif settings.dicom_destination:
             outcomes.update(_to_peer(settings.dicom_destination, settings.dicom_ae_title, ready))
         else:
             assert settings.dicom_outbox is not None
