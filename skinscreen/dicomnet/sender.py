@@ -111,7 +111,8 @@ class ResultBuilder:
         if image is None or prediction is None:
             return _Built(export.id, None, "the image or its prediction is gone")
         try:
-            source = results.read_source(image.path)
+            with _quiet():
+                source = results.read_source(image.path)
         except Exception as exc:  # missing, moved or damaged: the reason names no header value
             return _Built(export.id, None, f"cannot read the source DICOM ({type(exc).__name__})")
         facts = results.ResultFacts(
