@@ -83,8 +83,8 @@ def test_files_made_by_dcmtk_and_gdcm_sent_to_dicom_listen_give_one_sr_and_one_s
     )
     try:
         wait_for(lambda: "DICOM listener" in listener.text(), timeout=400, what="dicom-listen to start")
-        storescu(port, ["-xy"], jpeg_files)  # JPEG Baseline, as the tools wrote them
-        storescu(port, [], [photo])
+        storescu(port, ["-R", "-xy"], jpeg_files)  # JPEG Baseline, as the tools wrote them
+        storescu(port, ["-R"], [photo])
         wait_for(
             lambda: len(list((inbox / "MODALITY").rglob("*.dcm"))) == 5,
             timeout=60,
