@@ -7,7 +7,6 @@ a SOP instance) and whose study is its own.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -92,7 +91,3 @@ def tool_files(src_jpeg: Path, folder: Path) -> dict[str, Path]:
         subprocess.run([*command, str(path)], check=True, capture_output=True, timeout=60)
         out[name] = path
     return out
-
-
-def have_tools() -> bool:
-    return all(shutil.which(t, path="/usr/bin") for t in ("img2dcm", "gdcmimg"))

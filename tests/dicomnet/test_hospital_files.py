@@ -53,10 +53,6 @@ def build_both(source_path: Path) -> tuple[pydicom.Dataset, pydicom.Dataset]:
     return sr, sc
 
 
-def test_every_variant_is_made_from_one_source() -> None:
-    assert len(DROPPED) == 9 and len(NAMES) == 5
-
-
 def test_results_of_files_as_hospitals_make_them_pass_dciodvfy_and_join_their_study_in_orthanc(
     tmp_path: Path, orthanc: Orthanc
 ) -> None:
