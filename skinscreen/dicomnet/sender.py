@@ -1,4 +1,5 @@
-"""Build due DICOM results from their source files and deliver them: C-STORE to a PACS, or an outbox.
+"""Build due DICOM results from their source files and deliver them: C-STORE to a PACS, STOW-RS to a
+DICOMweb root (`dicomweb`), or an outbox.
 
 Outcomes per object: success (or a warning status) -> sent; a failure status from the peer, a
 permanent association rejection or a SOP class the peer does not accept -> failed, with the peer's
