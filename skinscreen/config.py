@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -50,6 +51,33 @@ def parse_destination(text: str) -> Destination:
     if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError("a DICOM destination needs host:port after the @, with a port 1-65535")
     return Destination(ae.strip(), host, int(port))
+
+
+def parse_root(text: str) -> str:
+    """A DICOMweb root `http(s)://host[:port][/path]`, without a trailing slash; ValueError says
+    what is wrong. Credentials belong in the settings, never in the URL (it is shown and stored)."""
+    root = text.strip().rstrip("/")
+    try:
+        parts = urlsplit(root)
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"a DICOMweb destination is http(s)://host[:port]/path ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("a DICOMweb destination is http(s)://host[:port]/path, e.g. https://pacs/dicom-web")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(
+            "put no credentials in the DICOMweb URL: set SKINSCREEN_DICOMWEB_TOKEN, or "
+            "SKINSCREEN_DICOMWEB_USERNAME and SKINSCREEN_DICOMWEB_PASSWORD"
+        )
+    if parts.query or parts.fragment:
+        raise ValueError("a DICOMweb root has no query or fragment")
+    if port == 0:
+        raise ValueError("a DICOMweb destination's port must be 1-65535")
+    return root
+
+
+def is_dicomweb(destination: str) -> bool:
+    return destination.lower().startswith(("http://", "https://"))
 
 
 class Settings(BaseSettings):
@@ -151,7 +179,22 @@ class Settings(BaseSettings):
     """A received study goes to the inbox once no instance of it has arrived for this long."""
 
     dicom_destination: str | None = None
-    """Where DICOM results are sent by C-STORE: `AE@host:port` (a PACS)."""
+    """Where DICOM results are sent: `AE@host:port` (C-STORE to a PACS) or a DICOMweb root URL."""
+
+    dicomweb_token: SecretStr | None = None
+    """Bearer token sent with STOW-RS to a DICOMweb destination; unset: none."""
+
+    dicomweb_username: str | None = None
+    """User name for HTTP basic authentication to a DICOMweb destination (with the password)."""
+
+    dicomweb_password: SecretStr | None = None
+    """Password for HTTP basic authentication to a DICOMweb destination."""
+
+    dicomweb_ca_bundle: Path | None = None
+    """CA certificates (PEM) that an https DICOMweb destination's certificate must chain to."""
+
+    dicomweb_max_request_mb: int = Field(default=512, ge=1)
+    """Largest STOW-RS request `serve` takes at /dicom-web/studies, in MiB; larger ones get 413."""
 
     dicom_outbox: Path | None = None
     """Or a folder DICOM results are written to, when there is no network destination."""
@@ -224,6 +267,8 @@ class Settings(BaseSettings):
     def _check_destination(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
+        if is_dicomweb(value.strip()):
+            return parse_root(value)  # raises ValueError with what is wrong
         parse_destination(value)  # raises ValueError with what is wrong
         return value.strip()
 

@@ -66,11 +66,19 @@ def users() -> None:
 
 @users.command("add")
 @click.argument("name")
-@click.option("--role", type=click.Choice(["reviewer", "admin"]), default="reviewer", show_default=True)
+@click.option(
+    "--role", type=click.Choice(["reviewer", "admin", "sender"]), default="reviewer", show_default=True
+)
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
 @click.pass_obj
 def add_user(settings: Settings, name: str, role: str, password_stdin: bool) -> None:
-    """Create an account NAME (the password is asked twice, or read with --password-stdin)."""
+    """Create an account NAME (the password is asked twice, or read with --password-stdin).
+
+    A `sender` account is a hospital system that sends DICOM instances to /dicom-web/studies: it
+    has no password (get its token with `skinscreen users token NAME`) and its name is its site.
+    """
+    import secrets
+
     from sqlalchemy.exc import IntegrityError
 
     from skinscreen.db import accounts, migrate
@@ -81,7 +89,9 @@ def add_user(settings: Settings, name: str, role: str, password_stdin: bool) -> 
 
     if not valid_name(name):
         raise click.BadParameter("letters, digits and . _ @ - only, up to 100 characters", param_hint="NAME")
-    if password_stdin:
+    if role == "sender":  # signs in with tokens only: a password nobody knows
+        password = secrets.token_urlsafe(32)
+    elif password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
@@ -102,6 +112,39 @@ def add_user(settings: Settings, name: str, role: str, password_stdin: bool) -> 
     finally:
         engine.dispose()
     click.echo(f"account {account_id} ({role}) created")
+
+
+@users.command("token")
+@click.argument("name")
+@click.option(
+    "--days", type=click.FloatRange(min=0, min_open=True), default=365.0, show_default=True, help="Validity."
+)
+@click.pass_obj
+def new_token(settings: Settings, name: str, days: float) -> None:
+    """Print a new API token for the active account NAME (e.g. a sender's, for STOW-RS); only its
+    hash is kept, so it cannot be shown again."""
+    from datetime import timedelta
+
+    from skinscreen.db import accounts, tokens
+    from skinscreen.db.audit import Action, record
+    from skinscreen.db.session import make_engine, make_session_factory, session_scope
+    from skinscreen.db.tables import utcnow
+    from skinscreen.review.passwords import hash_token
+    from skinscreen.review.passwords import new_token as make_token
+
+    engine = make_engine(settings.database_url)
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            account = accounts.account_named(session, name)
+            if account is None or not account.active:
+                raise click.ClickException(f"no active account named {name!r}")
+            token = make_token()
+            expires = utcnow() + timedelta(days=days)
+            tokens.add_token(session, token_hash=hash_token(token), account_id=account.id, expires_at=expires)
+            record(session, account_id=None, action=Action.token_issued, detail=f"cli: account {account.id}")
+    finally:
+        engine.dispose()
+    click.echo(token)
 
 
 @users.command("list")

@@ -147,10 +147,12 @@ class SiteThreshold(Base):
 
 
 class Role(enum.StrEnum):
-    """What an account may do: reviewers read cases and record verdicts; admins also manage."""
+    """What an account may do: reviewers read cases and record verdicts; admins also manage; a
+    sender (a hospital system, one site) only sends DICOM instances to be scored (STOW-RS)."""
 
     reviewer = "reviewer"
     admin = "admin"
+    sender = "sender"
 
 
 class Verdict(enum.StrEnum):

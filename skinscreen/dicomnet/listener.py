@@ -73,7 +73,7 @@ def decodable_syntaxes() -> list[str]:
     return out
 
 
-def _study_date(value: object) -> str:
+def study_date_folder(value: object) -> str:
     text = str(value or "").strip()
     return text if re.fullmatch(r"\d{8}", text) else "nodate"
 
@@ -97,9 +97,9 @@ class _Study:
 class StudyStager:
     """Staged studies and their last arrival; `release_quiet` moves the quiet ones into the inbox."""
 
-    def __init__(self, inbox: Path, *, quiet_seconds: float) -> None:
+    def __init__(self, inbox: Path, *, quiet_seconds: float, staging: str = STAGING) -> None:
         self.inbox = inbox
-        self.root = inbox / STAGING
+        self.root = inbox / staging  # hidden: the ingester skips it
         self.quiet = quiet_seconds
         self._studies: dict[Path, _Study] = {}
         self._lock = threading.Lock()
@@ -221,7 +221,7 @@ class Listener:
         try:
             ds = event.dataset
             study_uid = str(ds.get("StudyInstanceUID", "") or "")
-            study_date = _study_date(ds.get("StudyDate"))
+            study_date = study_date_folder(ds.get("StudyDate"))
             sop_uid = str(event.request.AffectedSOPInstanceUID)
         except Exception:  # a data set pydicom cannot parse
             self.stager.refused += 1

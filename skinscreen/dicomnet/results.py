@@ -25,6 +25,7 @@ import numpy.typing as npt
 import pydicom
 from PIL import Image, ImageDraw, ImageFont
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.sr.codedict import codes
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
@@ -98,13 +99,57 @@ _TYPE2_PATIENT_STUDY = (
 )
 
 
+# Character sets a result keeps as the source declared them: one value, no code extensions.
+_SINGLE_BYTE_OR_UTF8 = {
+    *(f"ISO_IR {n}" for n in (100, 101, 109, 110, 144, 127, 126, 138, 148, 203, 166, 192)),
+    "ISO_IR 13",
+    "GB18030",
+    "GBK",
+}
+
+
 def read_source(path: Path | str) -> Dataset:
-    """The source DICOM header (no pixels); Type 2 patient and study attributes it lacks come empty."""
+    """The source DICOM header (no pixels), made fit to build results from, as hospitals' files are
+    not always complete: Type 2 patient and study attributes it lacks come empty, a missing Modality
+    is "OT" (other) and a missing Series Instance UID one derived from the instance, and text is
+    decoded with the declared character set (see `_character_set`)."""
     ds = pydicom.dcmread(path, stop_before_pixels=True)
     for keyword in _TYPE2_PATIENT_STUDY:
         if keyword not in ds:
             setattr(ds, keyword, "")
+    if not ds.get("Modality"):
+        ds.Modality = "OT"
+    if not ds.get("SeriesInstanceUID"):
+        ds.SeriesInstanceUID = generate_uid(
+            entropy_srcs=["skinscreen-source-series", str(ds.get("SOPInstanceUID", ""))]
+        )
+    _character_set(ds)
     return ds
+
+
+def _character_set(ds: Dataset) -> None:
+    """Decode every text value, then declare a character set the results can be written in: the
+    source's own when it is a single value without code extensions, else UTF-8 (ISO_IR 192) when
+    any value is not ASCII (ISO 2022 code extensions, or non-ASCII bytes with no character set
+    declared, which pydicom reads as Latin-1), else none."""
+    declared = ds.get("SpecificCharacterSet")
+    ds.decode()
+    values = [declared] if isinstance(declared, str) else [str(v) for v in declared or []]
+    if len(values) == 1 and values[0] in _SINGLE_BYTE_OR_UTF8:
+        ds.SpecificCharacterSet = values[0]
+        return
+    if any(not _ascii(elem.value) for elem in ds.iterall() if elem.VR in _TEXT_VRS):
+        ds.SpecificCharacterSet = "ISO_IR 192"
+    elif "SpecificCharacterSet" in ds:
+        del ds.SpecificCharacterSet
+
+
+_TEXT_VRS = {"SH", "LO", "ST", "LT", "UT", "PN", "UC"}
+
+
+def _ascii(value: object) -> bool:
+    values = value if isinstance(value, list | tuple | MultiValue) else [value]
+    return all(str(v).isascii() for v in values)
 
 
 def _air_equipment(model_version: str) -> Dataset:

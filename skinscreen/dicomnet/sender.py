@@ -1,4 +1,5 @@
-"""Build due DICOM results from their source files and deliver them: C-STORE to a PACS, or an outbox.
+"""Build due DICOM results from their source files and deliver them: C-STORE to a PACS, STOW-RS to a
+DICOMweb root (`dicomweb`), or an outbox.
 
 Outcomes per object: success (or a warning status) -> sent; a failure status from the peer, a
 permanent association rejection or a SOP class the peer does not accept -> failed, with the peer's
@@ -24,11 +25,11 @@ from pydicom import config as dicom_config
 from pydicom.dataset import Dataset
 from sqlalchemy.orm import Session, sessionmaker
 
-from skinscreen.config import Settings
+from skinscreen.config import Settings, is_dicomweb
 from skinscreen.db import exports
 from skinscreen.db.session import session_scope
 from skinscreen.db.tables import DicomExport, ExportState, Image, Prediction, Review, utcnow
-from skinscreen.dicomnet import results
+from skinscreen.dicomnet import dicomweb, results
 from skinscreen.dicomnet.address import parse_destination, study_folder
 
 logger = logging.getLogger(__name__)
@@ -117,7 +118,8 @@ class ResultBuilder:
         if image is None or prediction is None:
             return _Built(export.id, None, "the image or its prediction is gone")
         try:
-            source = results.read_source(image.path)
+            with _quiet():
+                source = results.read_source(image.path)
         except Exception as exc:  # missing, moved or damaged: the reason names no header value
             return _Built(export.id, None, f"cannot read the source DICOM ({type(exc).__name__})")
         facts = results.ResultFacts(
@@ -273,7 +275,10 @@ def send_due(
         b.export_id: (ExportState.failed, b.error) for b in built if b.dataset is None
     }
     if ready:
-        if settings.dicom_destination:
+        if settings.dicom_destination and is_dicomweb(settings.dicom_destination):
+            pairs = [(b.export_id, b.dataset) for b in ready if b.dataset is not None]
+            outcomes.update(dicomweb.stow(settings, pairs))
+        elif settings.dicom_destination:
             outcomes.update(_to_peer(settings.dicom_destination, settings.dicom_ae_title, ready))
         else:
             assert settings.dicom_outbox is not None

@@ -28,6 +28,8 @@ from skinscreen.review.auth import LoginRequiredError, ReviewContext
 from skinscreen.review.casefiles import read_case_file
 from skinscreen.review.heatmaps import CaseImages, HeatmapStore, shipped_models
 from skinscreen.review.metrics_route import metrics_router
+from skinscreen.review.stow import StowReceiver
+from skinscreen.review.stow import router as stow_router
 from skinscreen.review.throttle import SignInThrottle
 
 logger = logging.getLogger(__name__)
@@ -61,9 +63,13 @@ def create_app(settings: Settings, *, gradcam_loader: Callable[[Path], GradCam] 
         models_folder=settings.models_folder(),
     )
 
+    stow = StowReceiver(settings)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        stow.start()
         yield
+        stow.stop()
         engine.dispose()
 
     # Swagger UI and ReDoc load their scripts from a public CDN: off unless asked for (SKINSCREEN_API_DOCS).
@@ -95,6 +101,8 @@ def create_app(settings: Settings, *, gradcam_loader: Callable[[Path], GradCam] 
     app.include_router(routes_api.router)
     app.include_router(routes_pages.router)
     app.include_router(routes_sites.router)
+    app.state.stow = stow
+    app.include_router(stow_router)
     app.include_router(metrics_router(settings, app.state.review.sessions))
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.add_exception_handler(LoginRequiredError, _to_login)
@@ -129,7 +137,7 @@ def _secured(response: Response, *, csp: bool) -> Response:
 
 def _is_page(request: Request) -> bool:
     path = request.url.path
-    return not (path.startswith("/api/") or path.startswith("/static/") or path == "/openapi.json")
+    return not (path.startswith(("/api/", "/static/", "/dicom-web/")) or path == "/openapi.json")
 
 
 async def _to_login(request: Request, exc: Exception) -> Response:

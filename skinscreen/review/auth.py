@@ -142,8 +142,22 @@ async def api_principal(request: Request, token: Annotated[str | None, Depends(b
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "not signed in", headers={"WWW-Authenticate": "Bearer"}
         )
+    if principal.role == Role.sender:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "a sender account may only send DICOM instances")
     if principal.via == "session" and request.method not in SAFE_METHODS:
         await verify_csrf(request)
+    return principal
+
+
+async def api_sender(request: Request, token: Annotated[str | None, Depends(bearer_scheme)]) -> Principal:
+    """The caller of the STOW-RS route: a sender account's bearer token (no cookie, so no CSRF)."""
+    principal = await run_in_threadpool(_lookup, request, token) if token is not None else None
+    if principal is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, "not signed in", headers={"WWW-Authenticate": "Bearer"}
+        )
+    if principal.role != Role.sender:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "senders only")
     return principal
 
 
@@ -156,7 +170,7 @@ async def api_admin(principal: Annotated[Principal, Depends(api_principal)]) -> 
 async def page_principal(request: Request) -> Principal:
     """The account behind a page request (session cookie only); CSRF checked on every POST."""
     principal = await run_in_threadpool(_lookup, request, None)
-    if principal is None:
+    if principal is None or principal.role == Role.sender:
         raise LoginRequiredError
     if request.method not in SAFE_METHODS:
         await verify_csrf(request)
@@ -171,6 +185,7 @@ async def page_admin(principal: Annotated[Principal, Depends(page_principal)]) -
 
 ApiUser = Annotated[Principal, Depends(api_principal)]
 ApiAdmin = Annotated[Principal, Depends(api_admin)]
+ApiSender = Annotated[Principal, Depends(api_sender)]
 PageUser = Annotated[Principal, Depends(page_principal)]
 PageAdmin = Annotated[Principal, Depends(page_admin)]
 
