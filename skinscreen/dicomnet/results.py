@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import highdicom as hd
 import numpy as np
@@ -98,7 +99,7 @@ _TYPE2_PATIENT_STUDY = (
 )
 
 
-def read_source(path: Path | str) -> Dataset:
+def read_source(path: Path | str | BinaryIO) -> Dataset:
     """The source DICOM header (no pixels); Type 2 patient and study attributes it lacks come empty."""
     ds = pydicom.dcmread(path, stop_before_pixels=True)
     for keyword in _TYPE2_PATIENT_STUDY:
