@@ -24,6 +24,7 @@ from pathlib import Path
 from skinscreen.errors import FileChangedError, UnreadableImageError
 
 CHANGED = "the file changed since it was scored"
+OUTSIDE = "the file (or a symlink on its path) leads outside the inbox"
 
 
 def inbox_roots(folder: str | None, site: str | None) -> list[Path]:
@@ -54,7 +55,7 @@ def read_scored(path: str, *, size: int, sha256: str, roots: Sequence[Path]) -> 
     except (OSError, ValueError) as exc:
         raise UnreadableImageError("the file is missing") from exc
     if not any(_inside(real, root) for root in roots):
-        raise UnreadableImageError("the file (or a symlink on its path) leads outside the inbox")
+        raise UnreadableImageError(OUTSIDE)
     try:
         fd = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
         with os.fdopen(fd, "rb") as fh:

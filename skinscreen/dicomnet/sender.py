@@ -115,15 +115,17 @@ class ResultBuilder:
         """The scored file's bytes, only from inside the inbox and only if they hash to the scored
         sha256 (`skinscreen.scoredfile`): a result names the patient of the file it is built from,
         so a path swapped after scoring must not lend another patient's header to this score.
-        A changed file is marked on its case (`file_changed_at`), as the review server does."""
+        A changed file, or a path that now leads out of the inbox, is marked on its case
+        (`file_changed_at`, which the case page shows), as the review server does."""
         batch = session.get(Batch, image.batch_id) if image.batch_id is not None else None
         roots = list(self.settings.inbox) or (
             scoredfile.inbox_roots(batch.folder, batch.site) if batch is not None else []
         )
         try:
             return scoredfile.read_scored(image.path, size=image.size, sha256=image.sha256, roots=roots)
-        except FileChangedError:
-            mark_file_changed(session, image.id)
+        except (FileChangedError, UnreadableImageError) as exc:
+            if isinstance(exc, FileChangedError) or str(exc) == scoredfile.OUTSIDE:
+                mark_file_changed(session, image.id)
             raise
 
     def build(self, session: Session, export: DicomExport) -> _Built:

@@ -187,7 +187,7 @@ def test_receive_score_and_send_results_back(network: dict[str, Any], tmp_path: 
     assert "Calling AE Title Not Recognized" in stranger.stdout + stranger.stderr
 
     # The studies reach inbox/<calling AE>/<study date>/ after the quiet time, complete.
-    batch = network["inbox"] / "MODALITY" / "20240115"
+    batch = network["inbox"] / "dicom-MODALITY" / "20240115"
     wait_for(lambda: len(list(batch.glob("*.dcm"))) == 10, timeout=60, what="the 10 instances in the inbox")
     assert not list(network["inbox"].rglob("*.part"))
 
