@@ -40,7 +40,6 @@ from pydicom.uid import UID
 from pynetdicom import AE, evt
 from pynetdicom.presentation import StoragePresentationContexts
 
-from skinscreen.config import MAX_FILE_BYTES
 from skinscreen.dicomnet.address import NETWORK_SITE_PREFIX, network_site, study_folder
 from skinscreen.images import PHOTO_SOP_CLASSES
 
@@ -238,10 +237,10 @@ class Listener:
         port: int,
         allow: list[str],
         quiet_seconds: float,
-        max_associations: int = 32,
-        acse_timeout: float = 5.0,
-        network_timeout: float = 60.0,
-        max_store_bytes: int = MAX_FILE_BYTES,
+        max_associations: int,
+        acse_timeout: float,
+        network_timeout: float,
+        max_store_bytes: int,
     ) -> None:
         self.stager = StudyStager(inbox, quiet_seconds=quiet_seconds)
         self.address = address

@@ -142,6 +142,7 @@ def network(tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -
         "export_backoff_max": 0.5,
         "heatmap_dir": str(tmp_path / "heatmaps"),
         "settle_seconds": 0.2,
+        "audit_fraction": 0.0,  # no case held for a blinded audit (test_security.py covers that)
     }
     for key, value in values.items():  # the scoring hook reads the settings from the environment
         monkeypatch.setenv(f"SKINSCREEN_{key.upper()}", str(value))

@@ -238,8 +238,18 @@ def test_a_file_over_the_size_limit_fails_by_its_size_without_being_read(tmp_pat
 @contextlib.contextmanager
 def running_listener(inbox: Path) -> Iterator[Listener]:
     """An in-process Listener on a free loopback port."""
+    settings = Settings()  # the limits dicom-listen runs with by default
     listener = Listener(
-        inbox, ae_title="SKINSCREEN", address="127.0.0.1", port=free_port(), allow=[], quiet_seconds=0.0
+        inbox,
+        ae_title="SKINSCREEN",
+        address="127.0.0.1",
+        port=free_port(),
+        allow=[],
+        quiet_seconds=0.0,
+        max_associations=settings.dicom_max_associations,
+        acse_timeout=settings.dicom_acse_timeout,
+        network_timeout=settings.dicom_network_timeout,
+        max_store_bytes=settings.dicom_max_store_bytes,
     )
     listener.start()
     try:
