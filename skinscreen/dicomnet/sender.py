@@ -123,8 +123,11 @@ class ResultBuilder:
         )
         try:
             return scoredfile.read_scored(image.path, size=image.size, sha256=image.sha256, roots=roots)
-        except (FileChangedError, UnreadableImageError) as exc:
-            if isinstance(exc, FileChangedError) or str(exc) == scoredfile.OUTSIDE:
+        except FileChangedError:
+            mark_file_changed(session, image.id)
+            raise
+        except UnreadableImageError as exc:
+            if exc.reason == scoredfile.OUTSIDE:  # the path now shows some other file
                 mark_file_changed(session, image.id)
             raise
 
