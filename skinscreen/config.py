@@ -18,6 +18,9 @@ from sqlalchemy.engine import make_url
 
 PLACEHOLDER_SECRETS = {"changethis", "change-me", "secret", "password"}
 MIN_SECRET_KEY_LENGTH = 32
+MAX_FILE_BYTES = 512 * 2**20
+"""Largest image file read: a larger one fails with its size as the reason, before any byte is decoded
+(the largest photograph Pillow's bomb guard lets through, uncompressed, is 256 MiB)."""
 
 _AE_CHARS = re.compile(r"[\x20-\x5b\x5d-\x7e]{1,16}")  # printable ASCII but backslash (PS3.5 AE)
 
@@ -177,6 +180,18 @@ class Settings(BaseSettings):
 
     dicom_quiet_seconds: float = Field(default=5.0, ge=0)
     """A received study goes to the inbox once no instance of it has arrived for this long."""
+
+    dicom_max_associations: int = Field(default=32, ge=1, le=1000)
+    """Associations `dicom-listen` serves at once; one more is rejected (transient, local limit)."""
+
+    dicom_acse_timeout: float = Field(default=5.0, gt=0, le=300)
+    """Seconds a new TCP connection has to request an association before it is dropped."""
+
+    dicom_network_timeout: float = Field(default=60.0, gt=0, le=3600)
+    """Seconds an association may stay silent (no PDU) before `dicom-listen` aborts it."""
+
+    dicom_max_store_bytes: int = Field(default=MAX_FILE_BYTES, ge=1024, le=MAX_FILE_BYTES)
+    """Largest instance `dicom-listen` stores; a larger C-STORE is answered 0xA700 (out of resources)."""
 
     dicom_destination: str | None = None
     """Where DICOM results are sent: `AE@host:port` (C-STORE to a PACS) or a DICOMweb root URL."""

@@ -27,6 +27,8 @@ Choices:
   truncated file fails instead of being padded with gray. `Image.MAX_IMAGE_PIXELS` keeps its default;
   Pillow's DecompressionBombWarning is made an error, so the effective limit is MAX_IMAGE_PIXELS
   (about 89 megapixels, checked before any drafting), and the same limit applies to DICOM Rows x Columns.
+  A file larger than `config.MAX_FILE_BYTES` (512 MiB) is refused by its size before a byte is
+  decoded: pydicom reads a data set whole, so a 1 GB file would be read only to be refused.
   Both are set once, at import, as process-wide warning filters: `warnings.catch_warnings` around
   each read would not be thread-safe, and the scorers decode in a thread pool. pydicom's own
   warnings are silenced the same way, since their messages can quote header values.
@@ -53,6 +55,7 @@ Choices:
 from __future__ import annotations
 
 import logging
+import os
 import re
 import warnings
 from dataclasses import dataclass
@@ -68,6 +71,7 @@ from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.processing import apply_color_lut
 from pydicom.uid import UID
 
+from skinscreen.config import MAX_FILE_BYTES
 from skinscreen.errors import UnreadableImageError
 from skinscreen.logsafe import silence
 from skinscreen.results import DicomInfo
@@ -116,6 +120,9 @@ def read_image(path: Path | str, *, draft_size: int | None = None) -> LoadedImag
     path = Path(path)
     try:
         with path.open("rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > MAX_FILE_BYTES:  # refused by its size: pydicom would read it whole first
+                raise UnreadableImageError(f"file too large: {size} bytes (limit {MAX_FILE_BYTES})")
             image = decode_image(fh, draft_size=draft_size)
     except FileNotFoundError as exc:
         raise UnreadableImageError("file not found") from exc

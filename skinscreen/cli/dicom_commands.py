@@ -44,7 +44,7 @@ def dicom_listen(
     from skinscreen.db import migrate
     from skinscreen.db.session import make_engine, make_session_factory
     from skinscreen.dicomnet.listener import Listener
-    from skinscreen.metrics import serve_metrics
+    from skinscreen.metrics import CallbackCollector, serve_metrics
 
     given: dict[str, Any] = {"dicom_ae_title": ae_title, "dicom_port": port, "dicom_address": address}
     if allow:
@@ -61,8 +61,14 @@ def dicom_listen(
         port=settings.dicom_port,
         allow=settings.dicom_allow,
         quiet_seconds=settings.dicom_quiet_seconds,
+        max_associations=settings.dicom_max_associations,
+        acse_timeout=settings.dicom_acse_timeout,
+        network_timeout=settings.dicom_network_timeout,
+        max_store_bytes=settings.dicom_max_store_bytes,
     )
-    serve_metrics(settings, role="dicom-listen")
+    serve_metrics(
+        settings, role="dicom-listen", collectors=[CallbackCollector(listener.metrics_reading, counter=True)]
+    )
     stop = threading.Event()
     sender: threading.Thread | None = None
     if send and settings.dicom_results:

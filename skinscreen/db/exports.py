@@ -3,6 +3,11 @@
 `queue_scored` runs in the scoring transaction (an SR and a Secondary Capture per scored DICOM
 image, when DICOM results are configured); `queue_verdict` runs in the verdict's transaction (a
 VERIFIED SR, for images that had an SR). Both are idempotent: a row's `key` names what it reports.
+
+A blinded audit case (an image drawn into the audit sample, without a verdict yet) is held: its rows
+are queued but no sender claims them until its first verdict, so its probability, flag and heatmap
+reach the PACS only after the reviewer has judged it unanchored. Claims are made with one conditional
+UPDATE that sets `claimed_until`, so two senders (two `exports --retry` included) never take one row.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydicom.uid import generate_uid
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from skinscreen.config import Settings
@@ -24,6 +29,7 @@ logger = logging.getLogger(__name__)
 KIND_SR = "sr"
 KIND_SC = "sc"
 KIND_SR_VERIFIED = "sr_verified"
+HELD = "held until the reviewer's verdict (blinded audit case)"
 COLUMNS = [
     "id",
     "kind",
@@ -69,7 +75,7 @@ def queue_scored(
     if not settings.dicom_results:
         return 0
     stmt = (
-        select(Prediction.id, Prediction.image_id)
+        select(Prediction.id, Prediction.image_id, Prediction.audit)
         .join(Image, Image.id == Prediction.image_id)
         .where(
             Prediction.image_id.in_(list(image_ids)),
@@ -79,7 +85,7 @@ def queue_scored(
         )
     )
     rows = []
-    for prediction_id, image_id in session.execute(stmt):
+    for prediction_id, image_id, audit in session.execute(stmt):
         for kind in (KIND_SR, KIND_SC):
             rows.append(
                 {
@@ -87,6 +93,7 @@ def queue_scored(
                     "kind": kind,
                     "image_id": image_id,
                     "prediction_id": prediction_id,
+                    "last_error": HELD if audit else None,  # what `exports` shows until the verdict
                 }
             )
     made = _insert(session, rows)
@@ -115,24 +122,42 @@ def queue_verdict(session: Session, review: Review) -> int:
     return _insert(session, [row])
 
 
+def held() -> ColumnElement[bool]:
+    """An export of a blinded audit case: an audit prediction of its image and no verdict yet."""
+    audit = exists(
+        select(Prediction.id).where(Prediction.image_id == DicomExport.image_id, Prediction.audit.is_(True))
+    )
+    reviewed = exists(select(Review.id).where(Review.image_id == DicomExport.image_id))
+    return and_(audit, ~reviewed)
+
+
+def _claimable(now: datetime) -> ColumnElement[bool]:
+    unclaimed = or_(DicomExport.claimed_until.is_(None), DicomExport.claimed_until <= now)
+    return and_(DicomExport.state == ExportState.pending, unclaimed)
+
+
 def claim_due(
     session: Session, *, now: datetime, lease: timedelta, limit: int, everything: bool
 ) -> list[int]:
-    """Ids of pending rows due now (or every pending one), pushed `lease` ahead so others skip them.
+    """Ids of pending rows due now (`everything`: backoff or not), claimed for `lease` by this sender.
 
-    The rows are locked as they are read (PostgreSQL; SQLite has one writer), and rows another claim
-    holds are skipped: without the lock, two senders both read the same rows before either pushed
-    them ahead, and both sent them."""
-    stmt = select(DicomExport.id).where(DicomExport.state == ExportState.pending)
+    Rows another sender claimed (until its claim expires) and held rows (`held`) are never taken.
+    The claim is one UPDATE whose WHERE is checked again row by row when it is written (PostgreSQL
+    re-reads a row another transaction changed; SQLite has one writer), so of two senders at once
+    only one claims a row; the candidates are locked as they are read (FOR UPDATE SKIP LOCKED) so
+    the other skips them instead of waiting."""
+    candidates = select(DicomExport.id).where(_claimable(now), ~held())
     if not everything:
-        stmt = stmt.where(DicomExport.next_attempt_at <= now)
-    stmt = stmt.order_by(DicomExport.id).limit(limit).with_for_update(skip_locked=True)
-    ids = list(session.execute(stmt).scalars())
-    if ids:
-        session.execute(
-            update(DicomExport).where(DicomExport.id.in_(ids)).values(next_attempt_at=now + lease)
-        )
-    return ids
+        candidates = candidates.where(DicomExport.next_attempt_at <= now)
+    candidates = candidates.order_by(DicomExport.id).limit(limit).with_for_update(skip_locked=True)
+    claimed = session.execute(
+        update(DicomExport)
+        .where(DicomExport.id.in_(candidates), _claimable(now))
+        .values(claimed_until=now + lease)
+        .returning(DicomExport.id)
+        .execution_options(synchronize_session=False)
+    )
+    return sorted(claimed.scalars())
 
 
 def previous_sr(session: Session, export: DicomExport) -> DicomExport | None:
@@ -173,6 +198,7 @@ def record(
     row.destination = destination
     row.state = state
     row.last_error = error
+    row.claimed_until = None
     if state == ExportState.sent:
         row.sent_at = now
     elif state == ExportState.pending:

@@ -21,6 +21,18 @@ def folder_name(ae_title: str) -> str:
     return name.strip("_") or "UNKNOWN_AE"
 
 
+NETWORK_SITE_PREFIX = "dicom-"
+"""Every site made from a calling AE title starts with this, so a sender on the network cannot name
+itself after a folder site (`hospital-a`) and have its images filed, scored and calibrated as that
+site's: folder sites are made by whoever can write into the inbox, network sites by anyone who can
+open a connection."""
+
+
+def network_site(ae_title: str) -> str:
+    """The site (inbox folder) of images received from `ae_title`: `dicom-<safe folder name>`."""
+    return NETWORK_SITE_PREFIX + folder_name(ae_title)
+
+
 def study_folder(study_uid: str) -> str:
     """A Study Instance UID as a folder name: itself when it is a valid UID, else `unknown-study`.
 

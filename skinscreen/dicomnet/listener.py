@@ -10,6 +10,14 @@ accepted at association time but its C-STORE is refused with status 0x0122 (SOP 
 supported), which a sender reports per object. With `--allow`, an unknown calling AE title is
 rejected at association time (rejected-permanent, "calling AE title not recognised").
 
+Every site made here is `dicom-<calling AE>` (`address.network_site`): a sender cannot file its
+images under a folder site's name. Connections and associations are bounded (`dicom_*` settings):
+a connection that sends no association request within the ACSE timeout is dropped, an association
+silent for the network timeout is aborted, at most `dicom_max_associations` run at once, and an
+instance larger than `dicom_max_store_bytes` is refused (0xA700) before it is decoded. A data set
+that does not parse, or that does not name the SOP class and instance its C-STORE announces, is
+answered 0xC000 (cannot understand) and not stored.
+
 Header values never reach a log: only status codes, counts and the calling AE title.
 """
 
@@ -21,15 +29,18 @@ import os
 import re
 import threading
 import time
+import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydicom.dataset import Dataset
 from pydicom.uid import UID
 from pynetdicom import AE, evt
 from pynetdicom.presentation import StoragePresentationContexts
 
-from skinscreen.dicomnet.address import folder_name, study_folder
+from skinscreen.dicomnet.address import NETWORK_SITE_PREFIX, network_site, study_folder
 from skinscreen.images import PHOTO_SOP_CLASSES
 
 logger = logging.getLogger(__name__)
@@ -87,6 +98,38 @@ def _file_name(sop_uid: object) -> str:
     return f"{text}.dcm"
 
 
+def _encoded_size(event: Any) -> int:
+    """Bytes of the received data set, as pynetdicom holds them (nothing decoded yet)."""
+    data = event.request.DataSet
+    return data.getbuffer().nbytes if data is not None else 0
+
+
+def _status(code: int, comment: str) -> Dataset:
+    """A C-STORE status with an Error Comment (64 characters at most) a sender can show."""
+    status = Dataset()
+    status.Status = code
+    status.ErrorComment = comment[:64]
+    return status
+
+
+def _understood(event: Any) -> Dataset:
+    """The received data set, every element decoded, naming the SOP class and instance its C-STORE
+    announced; ValueError otherwise. pydicom reads almost any bytes as some data set (random bytes
+    make one element of unknown VR), so a parse without errors alone proves nothing. Warnings are
+    kept out: pydicom's quote the values they object to."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds: Dataset = event.dataset
+        for _ in ds.iterall():  # converts every raw element; a damaged one raises here
+            pass
+        request = event.request
+        if str(ds.get("SOPClassUID", "")) != str(request.AffectedSOPClassUID) or str(
+            ds.get("SOPInstanceUID", "")
+        ) != str(request.AffectedSOPInstanceUID):
+            raise ValueError("the data set is not the instance its C-STORE announced")
+    return ds
+
+
 @dataclass
 class _Study:
     site: str
@@ -113,14 +156,17 @@ class StudyStager:
         if not self.root.is_dir():
             return
         for site_dir in self.root.iterdir():
+            site = site_dir.name
+            if not site.startswith(NETWORK_SITE_PREFIX):  # staged by a version without the prefix
+                site = network_site(site)
             for study_dir in site_dir.iterdir() if site_dir.is_dir() else []:
                 for date_dir in study_dir.iterdir() if study_dir.is_dir() else []:
                     if date_dir.is_dir():
-                        self._studies[date_dir] = _Study(site_dir.name, date_dir.name)
+                        self._studies[date_dir] = _Study(site, date_dir.name)
 
     def store(self, data: bytes, *, calling_ae: str, study_uid: str, study_date: str, sop_uid: str) -> Path:
         """Write one instance atomically into its study's staging folder."""
-        site = folder_name(calling_ae)
+        site = network_site(calling_ae)
         folder = self.root / site / study_folder(study_uid) / study_date
         folder.mkdir(parents=True, exist_ok=True)
         final = folder / _file_name(sop_uid)
@@ -191,12 +237,24 @@ class Listener:
         port: int,
         allow: list[str],
         quiet_seconds: float,
+        max_associations: int,
+        acse_timeout: float,
+        network_timeout: float,
+        max_store_bytes: int,
     ) -> None:
         self.stager = StudyStager(inbox, quiet_seconds=quiet_seconds)
         self.address = address
         self.port = port
+        self.max_store_bytes = max_store_bytes
         ae = AE(ae_title=ae_title)
         ae.require_calling_aet = list(allow)
+        # pynetdicom's defaults (10 associations, 30 s to send an association request) let ten idle
+        # TCP connections lock every modality out for 30 s: a connection that asks for nothing is
+        # dropped after `acse_timeout`, and the limit leaves room for the modalities.
+        ae.maximum_associations = max_associations
+        ae.acse_timeout = acse_timeout
+        ae.network_timeout = network_timeout
+        ae.dimse_timeout = network_timeout
         photo_syntaxes = decodable_syntaxes()
         ae.add_supported_context(VERIFICATION)
         for uid in sorted(PHOTO_SOP_CLASSES):
@@ -211,21 +269,31 @@ class Listener:
         self._server: Any = None
         self._stop = threading.Event()
 
-    def handle_store(self, event: Any) -> int:
+    def handle_store(self, event: Any) -> int | Dataset:
         sop_class = str(event.request.AffectedSOPClassUID)
         calling = str(event.assoc.requestor.ae_title).strip()
         if sop_class not in PHOTO_SOP_CLASSES:
             self.stager.refused += 1
             logger.warning("refused a C-STORE from %s: SOP class %s is not a photograph", calling, sop_class)
             return STATUS_SOP_CLASS_NOT_SUPPORTED
+        size = _encoded_size(event)
+        if size > self.max_store_bytes:
+            self.stager.refused += 1
+            logger.warning(
+                "refused a C-STORE from %s: %d bytes, more than the %d allowed",
+                calling,
+                size,
+                self.max_store_bytes,
+            )
+            return _status(STATUS_OUT_OF_RESOURCES, f"instance larger than {self.max_store_bytes} bytes")
         try:
-            ds = event.dataset
+            ds = _understood(event)
             study_uid = str(ds.get("StudyInstanceUID", "") or "")
             study_date = study_date_folder(ds.get("StudyDate"))
             sop_uid = str(event.request.AffectedSOPInstanceUID)
-        except Exception:  # a data set pydicom cannot parse
+        except Exception:  # a data set pydicom cannot parse, or one that is not what was announced
             self.stager.refused += 1
-            logger.warning("refused a C-STORE from %s: the data set cannot be decoded", calling)
+            logger.warning("refused a C-STORE from %s: the data set cannot be understood", calling)
             return STATUS_CANNOT_UNDERSTAND
         try:
             self.stager.store(
@@ -239,6 +307,12 @@ class Listener:
             logger.error("cannot write a received instance: %s", exc.strerror or type(exc).__name__)
             return STATUS_OUT_OF_RESOURCES
         return STATUS_SUCCESS
+
+    def metrics_reading(self) -> Iterable[tuple[str, str, float | None, dict[str, str]]]:
+        """The listener's own totals for its /metrics (a `metrics.CallbackCollector`, counters)."""
+        text = "DICOM instances the listener received, refused, and released into the inbox."
+        for result in ("received", "refused", "released"):
+            yield "skinscreen_dicom_instances", text, getattr(self.stager, result), {"result": result}
 
     def start(self) -> None:
         """Start accepting associations in background threads."""

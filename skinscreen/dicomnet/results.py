@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import highdicom as hd
 import numpy as np
@@ -108,7 +109,7 @@ _SINGLE_BYTE_OR_UTF8 = {
 }
 
 
-def read_source(path: Path | str) -> Dataset:
+def read_source(path: Path | str | BinaryIO) -> Dataset:
     """The source DICOM header (no pixels), made fit to build results from, as hospitals' files are
     not always complete: Type 2 patient and study attributes it lacks come empty, a missing Modality
     is "OT" (other) and a missing Series Instance UID one derived from the instance, and text is

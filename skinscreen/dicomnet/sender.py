@@ -10,6 +10,7 @@ retried after a doubling backoff. A pass where some objects fail is reported as 
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import math
 import os
@@ -23,14 +24,18 @@ from typing import Any
 
 from pydicom import config as dicom_config
 from pydicom.dataset import Dataset
+from pydicom.uid import UID
 from sqlalchemy.orm import Session, sessionmaker
 
+from skinscreen import scoredfile
 from skinscreen.config import Settings, is_dicomweb
 from skinscreen.db import exports
+from skinscreen.db.cases import mark_file_changed
 from skinscreen.db.session import session_scope
-from skinscreen.db.tables import DicomExport, ExportState, Image, Prediction, Review, utcnow
+from skinscreen.db.tables import Batch, DicomExport, ExportState, Image, Prediction, Review, utcnow
 from skinscreen.dicomnet import dicomweb, results
 from skinscreen.dicomnet.address import parse_destination, study_folder
+from skinscreen.errors import FileChangedError, UnreadableImageError
 
 logger = logging.getLogger(__name__)
 
@@ -91,11 +96,11 @@ class ResultBuilder:
                 return f"model default: {rule}"
         return f"threshold {prediction.threshold:.4f}"
 
-    def overlay(self, image: Image, version: str) -> Any:
-        """The image with the Grad-CAM map of the model `version` that scored it."""
-        from skinscreen.images import read_image
+    def overlay(self, image: Image, version: str, *, data: bytes) -> Any:
+        """The image (`data`, its checked bytes) with the Grad-CAM map of the model `version`."""
+        from skinscreen.images import decode_image
         from skinscreen.models.gradcam import overlay
-        from skinscreen.models.preprocess import to_model_input
+        from skinscreen.models.preprocess import seen_pixels
         from skinscreen.review.heatmaps import HeatmapStore, fit
 
         if self._heatmaps is None:
@@ -104,13 +109,34 @@ class ResultBuilder:
                 models=[self.settings.model],
                 models_folder=self.settings.models_folder(),
             )
-        path = Path(image.path)
         heat = self._heatmaps.heatmap(
             version=version,
             sha256=image.sha256,
-            model_input=lambda size: to_model_input(path, size=size),
+            model_input=lambda size: seen_pixels(
+                lambda draft: decode_image(io.BytesIO(data), draft_size=draft), size=size
+            )[1],
         )
-        return overlay(fit(read_image(path).pixels, max_side=1024), heat)
+        return overlay(fit(decode_image(io.BytesIO(data)).pixels, max_side=1024), heat)
+
+    def source_bytes(self, session: Session, image: Image) -> bytes:
+        """The scored file's bytes, only from inside the inbox and only if they hash to the scored
+        sha256 (`skinscreen.scoredfile`): a result names the patient of the file it is built from,
+        so a path swapped after scoring must not lend another patient's header to this score.
+        A changed file, or a path that now leads out of the inbox, is marked on its case
+        (`file_changed_at`, which the case page shows), as the review server does."""
+        batch = session.get(Batch, image.batch_id) if image.batch_id is not None else None
+        roots = list(self.settings.inbox) or (
+            scoredfile.inbox_roots(batch.folder, batch.site) if batch is not None else []
+        )
+        try:
+            return scoredfile.read_scored(image.path, size=image.size, sha256=image.sha256, roots=roots)
+        except FileChangedError:
+            mark_file_changed(session, image.id)
+            raise
+        except UnreadableImageError as exc:
+            if exc.reason == scoredfile.OUTSIDE:  # the path now shows some other file
+                mark_file_changed(session, image.id)
+            raise
 
     def build(self, session: Session, export: DicomExport) -> _Built:
         image = session.get(Image, export.image_id)
@@ -118,10 +144,18 @@ class ResultBuilder:
         if image is None or prediction is None:
             return _Built(export.id, None, "the image or its prediction is gone")
         try:
+            data = self.source_bytes(session, image)
+        except (FileChangedError, UnreadableImageError) as exc:
+            logger.warning("no DICOM result %d: the source file of image %d is refused", export.id, image.id)
+            return _Built(export.id, None, f"source file refused: {exc}")
+        try:
             with _quiet():
-                source = results.read_source(image.path)
-        except Exception as exc:  # missing, moved or damaged: the reason names no header value
+                source = results.read_source(io.BytesIO(data))
+        except Exception as exc:  # damaged: the reason names no header value
             return _Built(export.id, None, f"cannot read the source DICOM ({type(exc).__name__})")
+        bad_uid = _invalid_uid(source)
+        if bad_uid is not None:
+            return _Built(export.id, None, f"the source's {bad_uid} is not a valid DICOM UID")
         facts = results.ResultFacts(
             model_version=prediction.model_version,
             probability=prediction.probability,
@@ -132,7 +166,7 @@ class ResultBuilder:
         )
         try:
             if export.kind == exports.KIND_SC:
-                overlay = self.overlay(image, prediction.model_version)
+                overlay = self.overlay(image, prediction.model_version, data=data)
                 with _quiet():
                     return _Built(export.id, results.build_sc(source, overlay, facts))
             verification = None
@@ -156,6 +190,21 @@ class ResultBuilder:
         except Exception as exc:  # the type only: the message may quote a header value
             logger.error("cannot build DICOM result %d (%s)", export.id, type(exc).__name__)
             return _Built(export.id, None, f"cannot build the result ({type(exc).__name__})")
+
+
+def _invalid_uid(source: Dataset) -> str | None:
+    """The name of the first source UID a result would copy that is not a valid UID, if any: a
+    result joins the source's study and references its instance, so `../../x` (or a UID with
+    letters) would reach the PACS and, through the outbox, the file system. No result is made: a
+    new Study Instance UID would file the result in a study of its own, away from its image."""
+    for keyword, name in (
+        ("StudyInstanceUID", "Study Instance UID"),
+        ("SeriesInstanceUID", "Series Instance UID"),
+        ("SOPInstanceUID", "SOP Instance UID"),
+    ):
+        if not UID(str(source.get(keyword, "") or "")).is_valid:
+            return name
+    return None
 
 
 def _to_outbox(folder: Path, built: list[_Built]) -> dict[int, tuple[ExportState, str | None]]:

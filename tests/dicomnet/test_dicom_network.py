@@ -142,6 +142,7 @@ def network(tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -
         "export_backoff_max": 0.5,
         "heatmap_dir": str(tmp_path / "heatmaps"),
         "settle_seconds": 0.2,
+        "audit_fraction": 0.0,  # no case held for a blinded audit (test_security.py covers that)
     }
     for key, value in values.items():  # the scoring hook reads the settings from the environment
         monkeypatch.setenv(f"SKINSCREEN_{key.upper()}", str(value))
@@ -187,7 +188,7 @@ def test_receive_score_and_send_results_back(network: dict[str, Any], tmp_path: 
     assert "Calling AE Title Not Recognized" in stranger.stdout + stranger.stderr
 
     # The studies reach inbox/<calling AE>/<study date>/ after the quiet time, complete.
-    batch = network["inbox"] / "MODALITY" / "20240115"
+    batch = network["inbox"] / "dicom-MODALITY" / "20240115"
     wait_for(lambda: len(list(batch.glob("*.dcm"))) == 10, timeout=60, what="the 10 instances in the inbox")
     assert not list(network["inbox"].rglob("*.part"))
 

@@ -123,8 +123,8 @@ def test_stow_rs_answers_per_instance_and_only_a_sender_may_send(
     assert httpx.get(f"{url}/api/cases", headers={"Authorization": f"Bearer {token}"}).status_code == 403
     assert httpx.get(f"{url}/api/me", headers={"Authorization": f"Bearer {token}"}).status_code == 403
 
-    # The stored instances reach inbox/<sender>/<study date>/ once their study is quiet.
-    batch = server["inbox"] / "clinic-b" / "20240115"
+    # The stored instances reach inbox/dicom-<sender>/<study date>/ once their study is quiet.
+    batch = server["inbox"] / "dicom-clinic-b" / "20240115"
     wait_for(lambda: len(list(batch.glob("*.dcm"))) == 2, timeout=30, what="the staged study released")
     assert not list(server["inbox"].rglob("*.part"))
 
@@ -192,7 +192,7 @@ def test_two_files_stowed_by_a_sender_are_scored_and_their_results_reach_orthanc
 
     inbox = server["inbox"]
     wait_for(
-        lambda: len(list((inbox / "clinic-a").rglob("*.dcm"))) == 2, timeout=30, what="the study released"
+        lambda: len(list((inbox / "dicom-clinic-a").rglob("*.dcm"))) == 2, timeout=30, what="the study released"
     )
     values = {
         "database_url": server["db"],
@@ -201,6 +201,7 @@ def test_two_files_stowed_by_a_sender_are_scored_and_their_results_reach_orthanc
         "heatmap_dir": str(tmp_path / "heatmaps"),
         "export_backoff": 0.2,
         "export_backoff_max": 0.5,
+        "audit_fraction": 0.0,  # no case held for a blinded audit (test_security.py covers that)
     }
     for key, value in values.items():  # the scoring hook reads the settings from the environment
         monkeypatch.setenv(f"SKINSCREEN_{key.upper()}", str(value))
@@ -209,7 +210,7 @@ def test_two_files_stowed_by_a_sender_are_scored_and_their_results_reach_orthanc
     assert (summary.counts.scored, summary.counts.failed) == (2, 0)
     sessions = make_session_factory(make_engine(settings.database_url))
     with session_scope(sessions) as db:
-        assert set(db.execute(select(Batch.site).join(Image)).scalars()) == {"clinic-a"}
+        assert set(db.execute(select(Batch.site).join(Image)).scalars()) == {"dicom-clinic-a"}
 
     builder = ResultBuilder(settings)
 

@@ -72,6 +72,7 @@ def test_files_made_by_dcmtk_and_gdcm_sent_to_dicom_listen_give_one_sr_and_one_s
         "export_backoff": 0.2,
         "export_backoff_max": 0.5,
         "heatmap_dir": str(tmp_path / "heatmaps"),
+        "audit_fraction": 0.0,  # no case held for a blinded audit (test_security.py covers that)
     }
     for key, value in values.items():  # the scoring hook reads the settings from the environment
         monkeypatch.setenv(f"SKINSCREEN_{key.upper()}", str(value))
@@ -86,7 +87,7 @@ def test_files_made_by_dcmtk_and_gdcm_sent_to_dicom_listen_give_one_sr_and_one_s
         storescu(port, ["-R", "-xy"], jpeg_files)  # JPEG Baseline, as the tools wrote them
         storescu(port, ["-R"], [photo])
         wait_for(
-            lambda: len(list((inbox / "MODALITY").rglob("*.dcm"))) == 5,
+            lambda: len(list((inbox / "dicom-MODALITY").rglob("*.dcm"))) == 5,
             timeout=60,
             what="the 5 instances in the inbox",
         )

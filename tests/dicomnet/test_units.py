@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import shutil
@@ -16,14 +17,15 @@ import pydicom
 import pytest
 from sqlalchemy import select
 
+from skinscreen.checksum import sha256_file
 from skinscreen.config import Settings
 from skinscreen.db import exports, migrate, queries
 from skinscreen.db.session import make_engine, make_session_factory, session_scope
-from skinscreen.db.tables import DicomExport, ExportState, Prediction, utcnow
-from skinscreen.dicomnet.address import folder_name, parse_destination
+from skinscreen.db.tables import DicomExport, ExportState, Image, Prediction, utcnow
+from skinscreen.dicomnet.address import folder_name, network_site, parse_destination
 from skinscreen.dicomnet.listener import STAGING, StudyStager
 from skinscreen.dicomnet.sender import ResultBuilder, send_due
-from skinscreen.images import read_image
+from skinscreen.images import decode_image
 from skinscreen.results import DicomInfo, FileScore
 from tests.dicom_factory import make_dicom
 
@@ -52,6 +54,25 @@ def test_calling_ae_titles_become_safe_folder_names() -> None:
     assert folder_name("   ") == "UNKNOWN_AE"
 
 
+@pytest.mark.parametrize("calling_ae", ["hospital-a", "../../etc", "../hospital-a"])
+def test_a_calling_ae_named_like_a_folder_site_or_a_path_cannot_write_into_it(
+    tmp_path: Path, calling_ae: str
+) -> None:
+    """Without an allow list anyone may call: its site is `dicom-<AE>`, never a folder site's name
+    (`hospital-a`, which hospital IT drops into) nor a path out of the inbox."""
+    inbox = tmp_path / "inbox"
+    (inbox / "hospital-a" / "20240115").mkdir(parents=True)
+    (tmp_path / "etc").mkdir()
+    stager = StudyStager(inbox, quiet_seconds=0.0)
+    stager.store(b"x", calling_ae=calling_ae, study_uid="1.2.3", study_date="20240115", sop_uid="1.2.3.9")
+    assert stager.release_quiet() == 1
+    (landed,) = [p for p in tmp_path.rglob("*.dcm")]
+    site = landed.relative_to(inbox).parts[0]
+    assert site.startswith("dicom-") and site == network_site(calling_ae)
+    assert list((inbox / "hospital-a").rglob("*")) == [inbox / "hospital-a" / "20240115"]
+    assert not any((tmp_path / "etc").iterdir())
+
+
 def test_a_study_reaches_the_inbox_whole_after_the_quiet_time(tmp_path: Path) -> None:
     inbox = tmp_path / "inbox"
     stager = StudyStager(inbox, quiet_seconds=0.3)
@@ -60,11 +81,11 @@ def test_a_study_reaches_the_inbox_whole_after_the_quiet_time(tmp_path: Path) ->
             b"x" * 10, calling_ae="CAM", study_uid="1.2.3", study_date="20240115", sop_uid=f"1.2.3.{n}"
         )
     assert stager.release_quiet() == 0  # still arriving
-    assert not (inbox / "CAM").exists()
+    assert not (inbox / "dicom-CAM").exists()
     assert not list(inbox.rglob("*.part"))
     time.sleep(0.35)
     assert stager.release_quiet() == 3
-    assert sorted(p.name for p in (inbox / "CAM" / "20240115").iterdir()) == [
+    assert sorted(p.name for p in (inbox / "dicom-CAM" / "20240115").iterdir()) == [
         f"1.2.3.{n}.dcm" for n in range(3)
     ]
 
@@ -72,7 +93,7 @@ def test_a_study_reaches_the_inbox_whole_after_the_quiet_time(tmp_path: Path) ->
     stager.store(b"y", calling_ae="CAM", study_uid="1.2.4", study_date="nodate", sop_uid="not a uid")
     again = StudyStager(inbox, quiet_seconds=0.0)
     assert again.release_quiet() == 1
-    assert len(list((inbox / "CAM" / "nodate").iterdir())) == 1
+    assert len(list((inbox / "dicom-CAM" / "nodate").iterdir())) == 1
     assert not any((inbox / STAGING).rglob("*.dcm"))
 
 
@@ -82,21 +103,29 @@ def test_a_study_the_inbox_refuses_stays_staged_and_moves_on_a_later_try(
     inbox = tmp_path / "inbox"
     stager = StudyStager(inbox, quiet_seconds=0.0)
     stager.store(b"x", calling_ae="CAM", study_uid="1.2.3", study_date="20240115", sop_uid="1.2.3.1")
-    (inbox / "CAM").write_bytes(b"")  # the site's inbox folder cannot be made: a file is in the way
+    (inbox / "dicom-CAM").write_bytes(b"")  # the site's inbox folder cannot be made: a file is in the way
     with caplog.at_level(logging.ERROR):
         assert stager.release_quiet() == 0  # no exception: the listener's loop goes on
-    assert "could not move a received study of site CAM" in caplog.text
+    assert "could not move a received study of site dicom-CAM" in caplog.text
     assert len(list((inbox / STAGING).rglob("*.dcm"))) == 1  # nothing lost
-    (inbox / "CAM").unlink()
+    (inbox / "dicom-CAM").unlink()
     assert stager.release_quiet() == 1
-    assert [p.name for p in (inbox / "CAM" / "20240115").iterdir()] == ["1.2.3.1.dcm"]
+    assert [p.name for p in (inbox / "dicom-CAM" / "20240115").iterdir()] == ["1.2.3.1.dcm"]
 
 
 class NoGradCam(ResultBuilder):
     """The overlay without Keras: the image itself (the Grad-CAM path is covered end to end)."""
 
-    def overlay(self, image: Any, version: str) -> Any:
-        return read_image(image.path).pixels
+    def overlay(self, image: Any, version: str, *, data: bytes) -> Any:
+        return decode_image(io.BytesIO(data)).pixels
+
+
+def accept_edit(sessions: Any, image_id: int, path: Path) -> None:
+    """Record `path`'s current bytes as the ones scored (a test that edits a source before sending)."""
+    with session_scope(sessions) as session:
+        image = session.get(Image, image_id)
+        assert image is not None
+        image.sha256, image.size = sha256_file(path), path.stat().st_size
 
 
 @pytest.fixture
@@ -108,7 +137,13 @@ def scored_dicom(tmp_path: Path) -> tuple[Any, Path, int]:
     ds = pydicom.dcmread(src)
     with session_scope(sessions) as session:
         image_id, _ = queries.register_file(
-            session, path=str(src), size=1, mtime_ns=1, sha256="a" * 64, site="CAM", folder=str(src.parent)
+            session,
+            path=str(src),
+            size=src.stat().st_size,
+            mtime_ns=1,
+            sha256=sha256_file(src),
+            site="CAM",
+            folder=str(src.parent),
         )
         dicom = DicomInfo(study_uid=ds.StudyInstanceUID, sop_uid=ds.SOPInstanceUID)
         score = FileScore(src, 0.8, True, 0.5, None, "dicom", dicom)
@@ -152,21 +187,33 @@ def test_results_go_to_the_outbox_once_and_unwritable_ones_wait(
         assert {r["state"] for r in exports.list_exports(session)} == {ExportState.sent}
 
 
-def test_a_study_uid_from_the_source_cannot_choose_where_the_outbox_writes(
-    scored_dicom: tuple[Any, Path, int], tmp_path: Path
+@pytest.mark.parametrize(
+    ("keyword", "value", "name"),
+    [
+        ("StudyInstanceUID", "../../escaped", "Study Instance UID"),
+        ("StudyInstanceUID", "1.2.abc", "Study Instance UID"),
+        ("SOPInstanceUID", "../../x", "SOP Instance UID"),
+    ],
+)
+def test_a_study_uid_that_is_not_a_uid_is_never_copied_into_results(
+    scored_dicom: tuple[Any, Path, int], tmp_path: Path, keyword: str, value: str, name: str
 ) -> None:
-    """The Study Instance UID names the outbox folder; a file that says `../../escaped` is untrusted."""
+    """A result joins the source's study: a UID that is not one (`../../x`) makes no result, and the
+    export fails saying which UID; nothing reaches the outbox, inside it or beside it."""
     sessions, src, image_id = scored_dicom
     ds = pydicom.dcmread(src)
-    ds.StudyInstanceUID = "../../escaped"
+    setattr(ds, keyword, value)
     ds.save_as(src, enforce_file_format=True)
+    accept_edit(sessions, image_id, src)
     outbox = tmp_path / "deep" / "outbox"
     settings = Settings(dicom_outbox=outbox, model="default")
     with session_scope(sessions) as session:
         assert exports.queue_scored(session, [image_id], model_version="v1", settings=settings) == 2
-    assert send_due(sessions, settings, builder=NoGradCam(settings)).sent == 2
+    report = send_due(sessions, settings, builder=NoGradCam(settings))
+    assert (report.sent, report.failed) == (0, 2)
+    assert report.errors == [f"the source's {name} is not a valid DICOM UID"] * 2
     assert not (tmp_path / "escaped").exists()
-    assert [p.relative_to(outbox).parts[0] for p in outbox.rglob("*.dcm")] == ["unknown-study"] * 2
+    assert list(tmp_path.rglob("*.dcm")) == [src]  # the source is the only DICOM file
 
 
 @pytest.mark.parametrize(
@@ -189,6 +236,7 @@ def test_header_values_that_stop_or_trouble_a_build_reach_no_log(
     ds = pydicom.dcmread(src)
     setattr(ds, keyword, value)
     ds.save_as(src, enforce_file_format=True)
+    accept_edit(sessions, image_id, src)
     settings = Settings(dicom_outbox=tmp_path / "outbox", model="default")
     with session_scope(sessions) as session:
         exports.queue_scored(session, [image_id], model_version="v1", settings=settings)
