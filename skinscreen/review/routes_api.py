@@ -334,12 +334,13 @@ def change_user(
     A new password or a deactivation ends every session and token of the account. The last active
     admin can be neither deactivated nor made a reviewer.
     """
-    account = session.get(Account, account_id)
+    admins_left = accounts.other_active_admins(session, account_id)  # locks the admins' rows first
+    account = session.get(Account, account_id, populate_existing=True)
     if account is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such account")
     stays_admin = body.role in (None, Role.admin) and body.active in (None, True)
     last_admin = account.role == Role.admin and account.active and not stays_admin
-    if last_admin and accounts.other_active_admins(session, account.id) == 0:
+    if last_admin and admins_left == 0:
         raise HTTPException(status.HTTP_409_CONFLICT, "this is the last active admin")
     changes = body.model_dump(exclude_none=True)
     if body.role is not None:
