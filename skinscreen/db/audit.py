@@ -43,6 +43,7 @@ class Action(enum.StrEnum):
     model_promoted = "model_promoted"
     purge = "purge"
     backup = "backup"
+    restore = "restore"
     # Sites (skinscreen.sites): operating points changed, cases re-decided, drift noticed.
     site_calibrated = "site_calibrated"
     site_cleared = "site_cleared"
