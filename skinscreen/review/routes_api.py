@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from skinscreen.db import accounts, batches, cases, queries, tokens
 from skinscreen.db.audit import Action, list_events, record
@@ -294,7 +294,11 @@ def list_users(admin: ApiAdmin, session: DB) -> list[schemas.AccountOut]:
     "/users",
     tags=["admin"],
     status_code=status.HTTP_201_CREATED,
-    responses={409: {"description": "name taken"}, 503: {"description": "password hashing busy"}},
+    responses={
+        403: {"description": "the server's database role may not make admins"},
+        409: {"description": "name taken"},
+        503: {"description": "password hashing busy"},
+    },
 )
 def add_user(body: schemas.AccountIn, admin: ApiAdmin, session: DB, request: Request) -> schemas.AccountOut:
     try:
@@ -303,6 +307,8 @@ def add_user(body: schemas.AccountIn, admin: ApiAdmin, session: DB, request: Req
         )
     except IntegrityError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, "an account with this name exists") from exc
+    except ProgrammingError as exc:
+        raise _owner_only(exc) from exc
     record(
         session,
         account_id=admin.id,
@@ -314,7 +320,18 @@ def add_user(body: schemas.AccountIn, admin: ApiAdmin, session: DB, request: Req
     return schemas.AccountOut.model_validate(account)
 
 
+def _owner_only(exc: ProgrammingError) -> HTTPException:
+    """The database refused the services' role making an admin (skinscreen.db.guards): 403."""
+    if getattr(exc.orig, "sqlstate", None) != "42501":
+        raise exc
+    return HTTPException(
+        status.HTTP_403_FORBIDDEN,
+        "admins are made by the database owner: skinscreen users add NAME --role admin",
+    )
+
+
 ACCOUNT_RESPONSES: Responses = {
+    403: {"description": "the server's database role may not make admins"},
     404: {"description": "no such account"},
     409: {"description": "it would leave no active admin"},
     503: {"description": "password hashing busy"},
@@ -350,6 +367,10 @@ def change_user(
     if body.password is not None:
         account.password_hash = _new_password_hash(body.password)
         changes["password"] = "new"
+    try:
+        session.flush()
+    except ProgrammingError as exc:
+        raise _owner_only(exc) from exc
     if body.password is not None or body.active is False:
         accounts.end_sessions(session, account.id)
     record(
