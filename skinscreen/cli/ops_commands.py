@@ -381,7 +381,9 @@ def purge(settings: Settings, dry_run: bool, fmt: str) -> None:
         f"of {report.images} images; {report.missing} already gone"
     )
     click.echo(
-        f"kept: {report.kept_flagged_unreviewed} flagged cases without a verdict"
+        f"kept: {report.kept_flagged_unreviewed} flagged cases without a verdict, "
+        f"{report.kept_audit_unreviewed} audit-sample cases without a verdict"
+        + (f", {report.kept_outside_inbox} paths outside the inbox" if report.kept_outside_inbox else "")
         + (
             f", {report.kept_changed_bytes} paths now holding other bytes"
             if report.kept_changed_bytes

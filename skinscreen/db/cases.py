@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -74,6 +75,18 @@ class CaseFile:
     model_version: str | None
     folder: str | None  # the batch folder: <inbox>/<site>/...
     site: str | None
+
+    def inbox_roots(self) -> list[Path]:
+        """The inbox the case's batch folder was found in (the folder above its site), or none."""
+        if self.folder is None:
+            return []
+        folder = Path(self.folder)
+        if self.site == "(inbox)":
+            return [folder]
+        for parent in (folder, *folder.parents):
+            if parent.name == self.site:
+                return [parent.parent]
+        return []
 
 
 def _review_counts() -> Any:

@@ -29,15 +29,7 @@ UNAVAILABLE = "file unavailable"
 
 def inbox_roots(case: CaseFile) -> list[Path]:
     """The inbox a case's batch folder was found in (the folder above its site), or none."""
-    if case.folder is None:
-        return []
-    folder = Path(case.folder)
-    if case.site == "(inbox)":
-        return [folder]
-    for parent in (folder, *folder.parents):
-        if parent.name == case.site:
-            return [parent.parent]
-    return []
+    return case.inbox_roots()
 
 
 def _inside(path: Path, root: Path) -> bool:

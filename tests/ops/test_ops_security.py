@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,7 +64,9 @@ def test_restore_refuses_a_backup_without_the_append_only_triggers(database: str
     seed(database, tmp_path)
     env = {"SKINSCREEN_DATABASE_URL": database}
     drop_audit_trigger(database)
-    execute(database, "DELETE FROM audit_event WHERE detail = 'first'")  # what the missing trigger let through
+    execute(
+        database, "DELETE FROM audit_event WHERE detail = 'first'"
+    )  # what the missing trigger let through
     tampered = tmp_path / "tampered.dump"
     invoke(env, "db", "backup", str(tampered))
     invoke(env, "db", "upgrade")  # the live database gets its guard back
@@ -105,3 +108,50 @@ def test_backups_are_written_readable_by_their_owner_only(database: str, tmp_pat
     invoke({"SKINSCREEN_DATABASE_URL": database}, "db", "backup", str(backup))
 
     assert stat.S_IMODE(backup.stat().st_mode) == 0o600
+
+
+def sqlite_seeded(tmp_path: Path) -> tuple[dict[str, str], dict[str, int], dict[str, Path]]:
+    """The review tests' cases on a SQLite file: the purge environment, case ids and paths by name."""
+    url = f"sqlite:///{tmp_path / 'skinscreen.db'}"
+    seeded = seed_database(url, tmp_path)
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        paths = {
+            n: Path(conn.execute(sa.text(f"SELECT path FROM image WHERE id = {i}")).scalar_one())
+            for n, i in seeded.ids.items()
+        }
+    engine.dispose()
+    env = {"SKINSCREEN_DATABASE_URL": url, "SKINSCREEN_RETENTION_DAYS": "0"}
+    return env, seeded.ids, paths
+
+
+def test_purge_does_not_follow_a_symlinked_folder_out_of_the_inbox(tmp_path: Path) -> None:
+    env, _, paths = sqlite_seeded(tmp_path)
+    batch = paths["a4"].parent  # inbox/siteA/<date>, a4 unflagged: purged at 0 days
+    outside = tmp_path / "elsewhere" / batch.name
+    outside.parent.mkdir()
+    batch.rename(outside)
+    batch.symlink_to(outside, target_is_directory=True)
+
+    report = json.loads(invoke(env, "purge", "--format", "json").stdout)
+
+    assert (outside / paths["a4"].name).is_file()  # the file outside the inbox is still there
+    assert not paths["b2"].exists()  # siteB's unflagged case, inside the inbox, went
+    assert report["kept_outside_inbox"] == 1
+
+
+def test_purge_keeps_an_audit_sample_case_until_its_verdict(tmp_path: Path) -> None:
+    env, ids, paths = sqlite_seeded(tmp_path)
+    execute(env["SKINSCREEN_DATABASE_URL"], f"UPDATE prediction SET audit = 1 WHERE image_id = {ids['a4']}")
+
+    report = json.loads(invoke(env, "purge", "--format", "json").stdout)
+    assert paths["a4"].is_file() and not paths["b2"].exists()
+    assert report["kept_audit_unreviewed"] == 1
+
+    execute(
+        env["SKINSCREEN_DATABASE_URL"],
+        "INSERT INTO review (image_id, account_id, verdict, created_at) "
+        f"SELECT {ids['a4']}, id, 'benign', CURRENT_TIMESTAMP FROM account WHERE name = 'alice'",
+    )
+    invoke(env, "purge")
+    assert not paths["a4"].exists()  # reviewed: now it goes
