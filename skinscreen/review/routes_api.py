@@ -19,7 +19,7 @@ from skinscreen.errors import FileChangedError, ModelError, ModelUnavailableErro
 from skinscreen.review import schemas
 from skinscreen.review.actions import authenticate, client_address, give_verdict, open_case
 from skinscreen.review.auth import DB, ApiAdmin, ApiUser, Principal, bearer_scheme, context
-from skinscreen.review.exports import CASE_COLUMNS, csv_chunks
+from skinscreen.review.exports import CASE_COLUMNS, csv_chunks, for_reviewers
 from skinscreen.review.passwords import HashingBusyError, hash_password, hash_token, new_token
 
 logger = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ def list_cases(user: ApiUser, session: DB, q: Annotated[schemas.CaseListQuery, Q
 def export_cases(
     user: ApiUser, session: DB, request: Request, q: Annotated[schemas.CaseQuery, Query()]
 ) -> Any:
-    """Every case matching the filters as CSV (no pagination)."""
+    """Every case matching the filters as CSV (no pagination); paths from the site folder on."""
     record(
         session,
         account_id=user.id,
@@ -123,7 +123,7 @@ def export_cases(
     def rows() -> Iterator[str]:
         with sessions() as export_session:
             found = cases.iter_cases(export_session, q, sort=q.sort, descending=q.order == "desc")
-            yield from csv_chunks(found, columns=CASE_COLUMNS)
+            yield from csv_chunks(for_reviewers(found), columns=CASE_COLUMNS)
 
     headers = {"Content-Disposition": 'attachment; filename="cases.csv"'}
     return StreamingResponse(rows(), media_type="text/csv; charset=utf-8", headers=headers)

@@ -155,3 +155,15 @@ def test_purge_keeps_an_audit_sample_case_until_its_verdict(tmp_path: Path) -> N
     )
     invoke(env, "purge")
     assert not paths["a4"].exists()  # reviewed: now it goes
+
+
+def test_verdict_exports_are_written_readable_by_their_owner_only(tmp_path: Path) -> None:
+    env, _, _ = sqlite_seeded(tmp_path)
+    out = tmp_path / "verdicts.csv"
+    out.write_text("an older export, once world-readable\n")
+    out.chmod(0o644)
+
+    invoke(env, "reviews", "export", "--output", str(out))
+
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert out.read_text().startswith("review_id,")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import threading
 import time
 import uuid
@@ -18,7 +20,7 @@ from skinscreen.db.session import make_engine, make_session_factory
 from skinscreen.db.tables import Account, Role
 from skinscreen.review import create_app
 from tests.conftest import PG_URL, REPO, service_unavailable
-from tests.review.conftest import review_settings, seed_database, token_for
+from tests.review.conftest import Seeded, review_settings, seed_database, token_for
 
 
 def test_metrics_without_a_configured_token_answer_401_to_everyone(client: TestClient) -> None:
@@ -162,3 +164,16 @@ def test_the_app_role_can_neither_back_date_audit_rows_nor_make_admins_and_the_s
             "/api/users", headers=root, json={"name": "carol", "password": "carol-password-1"}
         )
     assert (made.status_code, promoted.status_code, reviewer.status_code) == (403, 403, 201)
+
+
+def test_the_csv_export_gives_reviewers_paths_from_the_site_folder_not_the_servers(
+    client: TestClient, seeded: Seeded, tmp_path: Path
+) -> None:
+    response = client.get("/api/cases.csv", headers=token_for(client, "alice"))
+
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert len(rows) == len(seeded.ids)
+    assert str(tmp_path) not in response.text
+    by_id = {int(r["id"]): r["path"] for r in rows}
+    assert by_id[seeded.ids["a1"]] == "siteA/2026-11-27/case0.jpg"
+    assert by_id[seeded.ids["b1"]] == "siteB/2026-11-27/b1.dcm"
