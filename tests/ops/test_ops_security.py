@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -167,3 +168,39 @@ def test_verdict_exports_are_written_readable_by_their_owner_only(tmp_path: Path
 
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     assert out.read_text().startswith("review_id,")
+
+
+def model_copy(tiny_b: Path, where: Path, **card: object) -> Path:
+    copy = Path(shutil.copytree(tiny_b, where))
+    data = json.loads((copy / "card.json").read_text())
+    (copy / "card.json").write_text(json.dumps({**data, **card}))
+    return copy
+
+
+def test_models_add_refuses_a_symlinked_card_an_escape_coded_version_and_a_huge_card(
+    tmp_path: Path, tiny_b: Path
+) -> None:
+    env = {
+        "SKINSCREEN_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
+        "SKINSCREEN_MODELS_DIR": str(tmp_path / "m"),
+    }
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:$6$hash:19000:0:99999:7:::\n")
+    linked = model_copy(tiny_b, tmp_path / "linked")
+    (linked / "MODEL_CARD.md").unlink(missing_ok=True)
+    (linked / "MODEL_CARD.md").symlink_to(secret)
+    escaped = model_copy(tiny_b, tmp_path / "escaped", version="v1\x1b]0;pwned\x07\x1b[2J")
+    huge = model_copy(tiny_b, tmp_path / "huge")
+    with (huge / "MODEL_CARD.md").open("wb") as fh:
+        fh.truncate(300 << 20)  # 300 MB, sparse
+
+    for source, reason in (
+        (linked, "is a symlink"),
+        (escaped, "no control characters"),
+        (huge, "bytes; not a model card"),
+    ):
+        refused = invoke(env, "models", "add", str(source), code=1)
+        assert reason in str(refused.exception)
+        assert "\x1b" not in refused.output + str(refused.exception)
+    installed = list((tmp_path / "m").glob("*/MODEL_CARD.md")) if (tmp_path / "m").exists() else []
+    assert installed == []
