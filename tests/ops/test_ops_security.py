@@ -7,6 +7,7 @@ import shutil
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -177,30 +178,44 @@ def model_copy(tiny_b: Path, where: Path, **card: object) -> Path:
     return copy
 
 
-def test_models_add_refuses_a_symlinked_card_an_escape_coded_version_and_a_huge_card(
-    tmp_path: Path, tiny_b: Path
-) -> None:
-    env = {
-        "SKINSCREEN_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
-        "SKINSCREEN_MODELS_DIR": str(tmp_path / "m"),
-    }
+def symlinked_card(tiny_b: Path, tmp_path: Path) -> Path:
     secret = tmp_path / "secret.txt"
     secret.write_text("root:$6$hash:19000:0:99999:7:::\n")
     linked = model_copy(tiny_b, tmp_path / "linked")
     (linked / "MODEL_CARD.md").unlink(missing_ok=True)
     (linked / "MODEL_CARD.md").symlink_to(secret)
-    escaped = model_copy(tiny_b, tmp_path / "escaped", version="v1\x1b]0;pwned\x07\x1b[2J")
+    return linked
+
+
+def escape_coded_version(tiny_b: Path, tmp_path: Path) -> Path:
+    return model_copy(tiny_b, tmp_path / "escaped", version="v1\x1b]0;pwned\x07\x1b[2J")
+
+
+def huge_card(tiny_b: Path, tmp_path: Path) -> Path:
     huge = model_copy(tiny_b, tmp_path / "huge")
     with (huge / "MODEL_CARD.md").open("wb") as fh:
         fh.truncate(300 << 20)  # 300 MB, sparse
+    return huge
 
-    for source, reason in (
-        (linked, "is a symlink"),
-        (escaped, "no control characters"),
-        (huge, "bytes; not a model card"),
-    ):
-        refused = invoke(env, "models", "add", str(source), code=1)
-        assert reason in str(refused.exception)
-        assert "\x1b" not in refused.output + str(refused.exception)
-    installed = list((tmp_path / "m").glob("*/MODEL_CARD.md")) if (tmp_path / "m").exists() else []
-    assert installed == []
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (symlinked_card, "is a symlink"),
+        (escape_coded_version, "no control characters"),
+        (huge_card, "bytes; not a model card"),
+    ],
+)
+def test_models_add_refuses_a_symlinked_card_an_escape_coded_version_and_a_huge_card(
+    tmp_path: Path, tiny_b: Path, make: Any, reason: str
+) -> None:
+    env = {
+        "SKINSCREEN_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
+        "SKINSCREEN_MODELS_DIR": str(tmp_path / "m"),
+    }
+
+    refused = invoke(env, "models", "add", str(make(tiny_b, tmp_path)), code=1)
+
+    assert reason in str(refused.exception)
+    assert "\x1b" not in refused.output + str(refused.exception)
+    assert not (tmp_path / "m").exists() or not list((tmp_path / "m").iterdir())
