@@ -24,6 +24,7 @@ class Action(enum.StrEnum):
 
     login = "login"
     login_failed = "login_failed"
+    login_throttled = "login_throttled"
     logout = "logout"
     token_issued = "token_issued"
     token_revoked = "token_revoked"

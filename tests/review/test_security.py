@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
@@ -20,7 +21,7 @@ from skinscreen.db.session import make_engine, make_session_factory
 from skinscreen.db.tables import Account, Role
 from skinscreen.review import create_app
 from tests.conftest import PG_URL, REPO, service_unavailable
-from tests.review.conftest import Seeded, review_settings, seed_database, token_for
+from tests.review.conftest import PASSWORDS, Seeded, review_settings, seed_database, token_for
 
 
 def test_metrics_without_a_configured_token_answer_401_to_everyone(client: TestClient) -> None:
@@ -177,3 +178,28 @@ def test_the_csv_export_gives_reviewers_paths_from_the_site_folder_not_the_serve
     by_id = {int(r["id"]): r["path"] for r in rows}
     assert by_id[seeded.ids["a1"]] == "siteA/2026-11-27/case0.jpg"
     assert by_id[seeded.ids["b1"]] == "siteB/2026-11-27/b1.dcm"
+
+
+def test_throttled_sign_ins_are_audited_and_the_right_password_from_another_address_gets_in(
+    app: FastAPI, seeded: Seeded
+) -> None:
+    attacker = TestClient(app, client=("198.51.100.7", 40000))
+    owner = TestClient(app, client=("10.1.2.3", 40001))
+    with attacker, owner:
+        codes = [
+            attacker.post("/api/token", data={"username": "alice", "password": f"guess-{n}"}).status_code
+            for n in range(8)
+        ]
+        from_owner = owner.post("/api/token", data={"username": "alice", "password": PASSWORDS["alice"]})
+        again = attacker.post("/api/token", data={"username": "alice", "password": PASSWORDS["alice"]})
+
+    assert codes == [401] * 5 + [429] * 3
+    assert from_owner.status_code == 200  # the owner is not locked out by someone else's guesses
+    assert again.status_code == 429  # the guessing address stays throttled
+    engine = make_engine(seeded.url)
+    with engine.connect() as conn:
+        throttled = conn.execute(
+            sa.text("SELECT account_id, client FROM audit_event WHERE action = 'login_throttled'")
+        ).all()
+    engine.dispose()
+    assert [tuple(r) for r in throttled] == [(seeded.accounts["alice"], "198.51.100.7")] * 4
