@@ -3,9 +3,10 @@
 With SKINSCREEN_RETENTION_DAYS set, the files of scored cases registered more than that many days ago
 are deleted (or moved to SKINSCREEN_ARCHIVE_DIR) once a reviewer has left a verdict, or at once when
 no model ever flagged them. A flagged case without a verdict is never purged, nor is an unflagged
-case drawn into the blinded audit sample before its verdict (the reviewer must still see it). Rows, scores, verdicts
-and SHA-256 hashes stay, and the image gets `purged_at`, which the review page shows. A file is only
-removed when its bytes still hash to the image's SHA-256, so a path reused for new bytes is left alone.
+case drawn into the blinded audit sample before its verdict (the reviewer must still see it).
+Rows, scores, verdicts and SHA-256 hashes stay, and the image gets `purged_at`, which the review page
+shows. A file is only removed when its bytes still hash to the image's SHA-256, so a path reused for
+new bytes is left alone.
 Since the ingester deduplicates by SHA-256, the same bytes dropped again are a duplicate, not new work.
 Only files inside the inbox are touched: a path that is a symlink, or that leads out of the inbox
 (SKINSCREEN_INBOX, else the inbox its batch folder was found in) through a symlinked folder, is kept.

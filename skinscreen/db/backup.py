@@ -67,8 +67,8 @@ def _refuse_unguarded(path: Path, triggers: set[str], backend: str) -> None:
     lacking = sorted(APPEND_ONLY[backend] - triggers)
     if lacking:
         raise BackupError(
-            f"{path.name} lacks the append-only triggers {', '.join(lacking)}: the audit trail or the verdicts "
-            "in it may have been changed before it was made; not restored"
+            f"{path.name} lacks the append-only triggers {', '.join(lacking)}: the audit trail or the "
+            "verdicts in it may have been changed before it was made; not restored"
         )
 
 

@@ -39,7 +39,9 @@ def metrics_router(settings: Settings, sessions: Any, *, model_version: str) -> 
         given = request.headers.get("authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
             raise HTTPException(
-                status_code=401, detail="metrics need the bearer token", headers={"WWW-Authenticate": "Bearer"}
+                status_code=401,
+                detail="metrics need the bearer token",
+                headers={"WWW-Authenticate": "Bearer"},
             )
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -145,9 +145,9 @@ def test_the_app_role_can_neither_back_date_audit_rows_nor_make_admins_and_the_s
             "UPDATE account SET name = 'renamed' WHERE name = 'alice'",
         ]
         for statement in refused_statements:
-            with pytest.raises(sa.exc.DBAPIError, match="permission denied|only the owner"):
-                with engine.begin() as conn:
-                    conn.exec_driver_sql(statement)
+            refused = pytest.raises(sa.exc.DBAPIError, match="permission denied|only the owner")
+            with refused, engine.begin() as conn:
+                conn.exec_driver_sql(statement)
     finally:
         engine.dispose()
 
