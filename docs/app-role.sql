@@ -21,7 +21,7 @@ DO $$ BEGIN
 END $$;
 GRANT USAGE ON SCHEMA public TO skinscreen_app;
 GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA public TO skinscreen_app;
-GRANT UPDATE ON batch, image, seen_file, prediction TO skinscreen_app;
+GRANT UPDATE ON batch, image, seen_file, prediction, dicom_export TO skinscreen_app;
 REVOKE UPDATE ON account FROM skinscreen_app;
 GRANT UPDATE (password_hash, active, role, session_generation) ON account TO skinscreen_app;
 GRANT DELETE ON api_token TO skinscreen_app;
