@@ -113,19 +113,22 @@ def missing(conn: Connection) -> list[str]:
     return sorted(name for name in _expected(conn.dialect.name) if name not in have)
 
 
-def install(conn: Connection) -> list[str]:
+def install(conn: Connection, *, functions: bool = False) -> list[str]:
     """Create the guard triggers that are missing (and, on PostgreSQL, their functions); returns their names.
 
     Needs the tables' owner when anything is missing; with every guard in place it changes nothing,
-    so the services' role may call it too.
+    so the services' role may call it too. `functions`: (re)write the PostgreSQL trigger functions
+    even when every trigger is there (after a restore, whose functions came from the backup).
     """
     lacking = missing(conn)
+    postgresql = conn.dialect.name == "postgresql"
+    if postgresql and (lacking or functions):
+        for statement in PG_FUNCTIONS:
+            conn.execute(text(statement))
     if not lacking:
         return []
     expected = _expected(conn.dialect.name)
-    if conn.dialect.name == "postgresql":
-        for statement in PG_FUNCTIONS:
-            conn.execute(text(statement))
+    if postgresql:
         for name in lacking:  # present but disabled: dropped and made again
             conn.execute(text(f'DROP TRIGGER IF EXISTS "{name}" ON {expected[name][0]}'))
     for name in lacking:

@@ -80,6 +80,41 @@ def test_restore_refuses_a_backup_without_the_append_only_triggers(database: str
     assert audit_actions(database) == before  # nothing was replaced
 
 
+def test_restore_refuses_a_backup_whose_append_only_trigger_was_emptied(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'db' / 'skinscreen.db'}"
+    seed(database, tmp_path)
+    env = {"SKINSCREEN_DATABASE_URL": database}
+    execute(
+        database,
+        "DROP TRIGGER audit_event_no_delete",
+        "CREATE TRIGGER audit_event_no_delete BEFORE DELETE ON audit_event BEGIN SELECT 1; END",
+    )
+    emptied = tmp_path / "emptied.db"
+    invoke(env, "db", "backup", str(emptied))
+
+    result = invoke(env, "db", "restore", "--yes", str(emptied), code=1)
+
+    assert "lacks the append-only triggers audit_event_no_delete" in str(result.exception)
+
+
+@pytest.mark.integration
+def test_a_restore_rewrites_the_trigger_functions_a_backup_brought(pg_url: str, tmp_path: Path) -> None:
+    seed(pg_url, tmp_path)
+    env = {"SKINSCREEN_DATABASE_URL": pg_url}
+    execute(
+        pg_url,
+        "CREATE OR REPLACE FUNCTION audit_event_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RETURN OLD; END $$",
+    )
+    disarmed = tmp_path / "disarmed.dump"
+    invoke(env, "db", "backup", str(disarmed))
+
+    invoke(env, "db", "restore", "--yes", str(disarmed))
+
+    with pytest.raises(sa.exc.DBAPIError, match="append-only"):
+        execute(pg_url, "DELETE FROM audit_event")
+
+
 def test_db_upgrade_brings_a_dropped_append_only_trigger_back(database: str, tmp_path: Path) -> None:
     seed(database, tmp_path)
     env = {"SKINSCREEN_DATABASE_URL": database}
