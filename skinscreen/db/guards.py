@@ -123,6 +123,9 @@ def install(conn: Connection, *, functions: bool = False) -> list[str]:
     lacking = missing(conn)
     postgresql = conn.dialect.name == "postgresql"
     if postgresql and (lacking or functions):
+        # Two processes starting on a new database must not both create the same trigger.
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('skinscreen.db.guards'))"))
+        lacking = missing(conn)
         for statement in PG_FUNCTIONS:
             conn.execute(text(statement))
     if not lacking:
