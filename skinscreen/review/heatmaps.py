@@ -165,13 +165,8 @@ class CaseImages:
                     return self._decoded[key]
         return None
 
-    def _decode(self, case: CaseFile, *, draft_size: int) -> LoadedImage:
-        data = self._read(case)  # checked against the scored sha256 on every request
-        loaded = self._kept(case.sha256, draft_size)
-        if loaded is not None:
-            return loaded
+    def _decode(self, case: CaseFile, data: bytes, *, draft_size: int) -> LoadedImage:
         loaded = decode_image(io.BytesIO(data), draft_size=draft_size)
-        del data
         with self._lock:
             self.decodes += 1
             if loaded.pixels.nbytes <= LARGEST_KEPT:
@@ -184,23 +179,33 @@ class CaseImages:
     def _draw(
         self, case: CaseFile, *, kind: str, size: int, make: Callable[[LoadedImage], npt.NDArray[np.uint8]]
     ) -> npt.NDArray[np.uint8]:
-        """`make(decoded file)`, kept by (sha256, kind, size) when the decode itself was too large to keep."""
+        """`make(decoded file)`, kept by (sha256, kind, size) when the decode itself was too large to keep.
+
+        The file is read and checked against the scored sha256 on every request, kept or not.
+        """
         key = (case.sha256, kind, size)
         with self._lock:
-            if key in self._drawn:
+            drawn = self._drawn.get(key)
+            if drawn is not None:
                 self._drawn.move_to_end(key)
-                return self._drawn[key]
+        if drawn is not None:
+            self._read(case)  # a replaced file raises here, whatever is kept
+            return drawn
         kept = self._kept(case.sha256, size)
         if kept is not None:
+            self._read(case)
             return make(kept)
         with self._slots:
+            data = self._read(case)
             with self._lock:
                 if key in self._drawn:  # drawn by the request this one waited for
                     return self._drawn[key]
-            loaded = self._decode(case, draft_size=size)
+            kept = self._kept(case.sha256, size)
+            loaded = kept if kept is not None else self._decode(case, data, draft_size=size)
+            del data
             drawn = make(loaded)
             large = loaded.pixels.nbytes > LARGEST_KEPT
-            if self._kept(case.sha256, size) is None:
+            if large:
                 with self._lock:
                     self._drawn[key] = drawn
                     while len(self._drawn) > DRAWN_KEPT:

@@ -16,12 +16,14 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 from PIL import Image
 
 from skinscreen.db import queries
 from skinscreen.db.session import make_engine, make_session_factory, session_scope
+from skinscreen.review import create_app
 from tests.conftest import result as scored_as
-from tests.review.conftest import PASSWORDS, SECRET, seed_database
+from tests.review.conftest import PASSWORDS, SECRET, review_settings, seed_database, token_for
 
 SIDE = 9000  # 81 megapixels, under Pillow's 89-megapixel limit
 PEAK_BOUND = 1000 * 2**20
@@ -136,3 +138,18 @@ def test_four_parallel_large_renditions_of_an_81_megapixel_png_keep_the_server_s
     print(f"RSS before {before >> 20} MiB, peak {peak >> 20} MiB, after {after >> 20} MiB")
     assert peak - before < PEAK_BOUND, (before >> 20, peak >> 20)
     assert after - before < HELD_BOUND, (before >> 20, after >> 20)
+
+
+def test_a_file_replaced_after_its_rendition_was_drawn_gets_409_not_the_kept_rendition(
+    big_case: tuple[str, int], tmp_path: Path, tiny_model: Path
+) -> None:
+    url, image_id = big_case
+    path = tmp_path / "inbox" / "siteA" / "2026-11-27" / "big.png"
+    with TestClient(create_app(review_settings(url, tmp=tmp_path, model=tiny_model))) as client:
+        headers = token_for(client, "alice")
+        first = client.get(f"/api/cases/{image_id}/image.png", headers=headers, params={"size": 256})
+        path.write_bytes(path.read_bytes()[:-100] + b"\0" * 100)  # other bytes, same size
+        again = client.get(f"/api/cases/{image_id}/image.png", headers=headers, params={"size": 256})
+
+    assert first.status_code == 200
+    assert again.status_code == 409 and b"\x89PNG" not in again.content
