@@ -230,7 +230,7 @@ class Settings(BaseSettings):
     """Address that metrics port binds to."""
 
     metrics_token: SecretStr | None = None
-    """When set, `/metrics` of the review server needs `Authorization: Bearer <token>`."""
+    """`/metrics` of the review server needs `Authorization: Bearer <token>`; unset: it answers 401."""
 
     @property
     def dicom_results(self) -> bool:

@@ -169,8 +169,8 @@ def _read_pillow(fh: BinaryIO, *, draft_size: int | None) -> LoadedImage:
             frames = int(getattr(opened, "n_frames", 1))
             if frames > 1:
                 logger.debug("%d pages or frames, scoring the first", frames)
-            im = ImageOps.exif_transpose(opened)
-            pixels = _pillow_rgb(im)
+            ImageOps.exif_transpose(opened, in_place=True)  # no copy: an 81-megapixel PNG is 0.3 GB a copy
+            pixels = _pillow_rgb(opened)
     except UnreadableImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -204,7 +204,7 @@ def _pillow_rgb(im: Image.Image) -> Pixels:
             white = Image.new("RGBA", im.size, (255, 255, 255, 255))
             rgb = Image.alpha_composite(white, im.convert("RGBA")).convert("RGB")
         else:
-            rgb = im.convert("RGB")
+            rgb = im if im.mode == "RGB" else im.convert("RGB")
     except ValueError as exc:
         raise UnreadableImageError(f"unsupported colour mode {im.mode}") from exc
     return np.array(rgb, dtype=np.uint8, order="C")

@@ -11,7 +11,7 @@
 
 `ingest`, `worker` and `dicom-listen` serve on SKINSCREEN_METRICS_PORT (bound to
 SKINSCREEN_METRICS_ADDRESS, loopback by default); the review server serves `/metrics` on its own
-port, with no sign-in, behind `Authorization: Bearer SKINSCREEN_METRICS_TOKEN` when that is set.
+port, with no sign-in, behind `Authorization: Bearer SKINSCREEN_METRICS_TOKEN` (401 while that is unset).
 Labels never carry file names, paths or header values.
 """
 

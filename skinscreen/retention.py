@@ -4,10 +4,13 @@ With SKINSCREEN_RETENTION_DAYS set, the files of scored cases registered more th
 are deleted (or moved to SKINSCREEN_ARCHIVE_DIR) once a reviewer has left a verdict, or at once when
 no model ever flagged them. A flagged case without a verdict is never purged; the report counts those
 flagged as reviewers see them (the rule `status` counts with) apart from those flagged only by
-another model version. Rows, scores, verdicts
-and SHA-256 hashes stay, and the image gets `purged_at`, which the review page shows. A file is only
-removed when its bytes still hash to the image's SHA-256, so a path reused for new bytes is left alone.
+another model version. Nor is an unflagged case drawn into the blinded audit sample purged before
+its verdict (the reviewer must still see it). Rows, scores, verdicts and SHA-256 hashes stay, and the
+image gets `purged_at`, which the review page shows. A file is only removed when its bytes still hash
+to the image's SHA-256, so a path reused for new bytes is left alone.
 Since the ingester deduplicates by SHA-256, the same bytes dropped again are a duplicate, not new work.
+Only files inside the inbox are touched: a path that is a symlink, or that leads out of the inbox
+(SKINSCREEN_INBOX, else the inbox its batch folder was found in) through a symlinked folder, is kept.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from sqlalchemy.orm import Session
 from skinscreen.checksum import sha256_file
 from skinscreen.config import Settings
 from skinscreen.db.audit import Action, record
+from skinscreen.db.cases import case_file
 from skinscreen.db.queries import shown_flagged_ids
 from skinscreen.db.tables import Image, Prediction, Review, SeenFile, State, utcnow
 from skinscreen.errors import ConfigError
@@ -47,6 +51,8 @@ class PurgeReport:
     kept_flagged_unreviewed: int = 0
     kept_flagged_by_another_version: int = 0
     kept_changed_bytes: int = 0
+    kept_audit_unreviewed: int = 0
+    kept_outside_inbox: int = 0
     image_ids: list[int] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -61,15 +67,20 @@ def _ever_flagged() -> Any:
     return exists(select(Prediction.id).where(Prediction.image_id == Image.id, Prediction.flagged.is_(True)))
 
 
+def _in_audit_sample() -> Any:
+    return exists(select(Prediction.id).where(Prediction.image_id == Image.id, Prediction.audit.is_(True)))
+
+
 def purgeable(session: Session, *, cutoff: datetime) -> list[tuple[int, str, str]]:
-    """(id, path, sha256) of scored images registered before `cutoff`, reviewed or never flagged."""
+    """(id, path, sha256) of scored images registered before `cutoff`, reviewed, or never flagged nor
+    drawn into the audit sample."""
     stmt = (
         select(Image.id, Image.path, Image.sha256)
         .where(
             Image.purged_at.is_(None),
             Image.state == State.scored,
             Image.created_at <= cutoff,
-            _reviewed() | ~_ever_flagged(),
+            _reviewed() | ~(_ever_flagged() | _in_audit_sample()),
         )
         .order_by(Image.id)
     )
@@ -88,6 +99,26 @@ def protected_count(session: Session, *, cutoff: datetime) -> tuple[int, int]:
     total = int(session.execute(count.select_from(waiting.subquery())).scalar_one())
     flagged = int(session.execute(count.select_from(shown.subquery())).scalar_one())
     return flagged, total - flagged
+
+
+def audit_protected_count(session: Session, *, cutoff: datetime) -> int:
+    """Unflagged cases of the audit sample without a verdict that are past the limit: kept until reviewed."""
+    stmt = select(Image.id).where(
+        Image.purged_at.is_(None),
+        Image.created_at <= cutoff,
+        _in_audit_sample(),
+        ~_ever_flagged(),
+        ~_reviewed(),
+    )
+    return len(session.execute(stmt).all())
+
+
+def inside_inbox(path: Path, roots: list[Path]) -> bool:
+    """Whether `path` is no symlink and, every folder symlink resolved, lies inside one of `roots`."""
+    if path.is_symlink():
+        return False
+    real = Path(os.path.realpath(path))
+    return any(real.is_relative_to(os.path.realpath(root)) for root in roots)
 
 
 def copies(session: Session, image_id: int, path: str) -> list[Path]:
@@ -114,9 +145,15 @@ def purge(
     report.kept_flagged_unreviewed, report.kept_flagged_by_another_version = protected_count(
         session, cutoff=cutoff
     )
+    report.kept_audit_unreviewed = audit_protected_count(session, cutoff=cutoff)
     heatmaps = settings.heatmap_folder()
     for image_id, path, sha256 in purgeable(session, cutoff=cutoff):
+        found = case_file(session, image_id)
+        roots = list(settings.inbox) or (found.inbox_roots() if found else [])
         present = [p for p in copies(session, image_id, path) if p.is_file()]
+        outside = [p for p in present if not inside_inbox(p, roots)]
+        report.kept_outside_inbox += len(outside)
+        present = [p for p in present if p not in outside]
         same = [p for p in present if sha256_file(p) == sha256]
         report.kept_changed_bytes += len(present) - len(same)
         if not same:
@@ -142,7 +179,9 @@ def purge(
             f"retention {days} days, {report.mode}: {report.images} images, {report.files} files, "
             f"{report.bytes} bytes, {report.missing} already missing, "
             f"{report.kept_flagged_unreviewed} flagged unreviewed kept"
-            f" (+{report.kept_flagged_by_another_version} flagged only by another model version)"
+            f" (+{report.kept_flagged_by_another_version} flagged only by another model version), "
+            f"{report.kept_audit_unreviewed} audit sample unreviewed kept, "
+            f"{report.kept_outside_inbox} outside the inbox kept"
         )
         record(session, account_id=None, action=Action.purge, detail=detail)
         logger.info("purge: %s", detail)

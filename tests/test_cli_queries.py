@@ -139,7 +139,7 @@ def test_status_without_a_broker_reports_an_unknown_queue_depth(
 
     report = json.loads(invoke("--database-url", database, "status", "--format", "json"))
 
-    assert report["by_state"] == {"queued": 1, "scored": 2, "failed": 1}
+    assert report["by_state"] == {"queued": 1, "scored": 2, "failed": 1, "superseded": 0}
     assert report["images"] == 4
     assert report["flagged"] == 1
     assert report["failures_by_reason"] == {"not an image: cannot identify image file": 1}

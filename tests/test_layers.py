@@ -16,7 +16,7 @@ import skinscreen
 
 PACKAGE = Path(skinscreen.__file__).parent
 
-LEAVES = ("config", "errors", "flagging", "tasknames", "results", "counts")
+LEAVES = ("config", "errors", "flagging", "tasknames", "results", "counts", "scoredfile")
 """Modules below every layer: they import nothing of the package."""
 
 SERVING = ("db", "models", "sites", "worker", "review", "ops", "dicomnet", "ingest", "runner", *LEAVES)

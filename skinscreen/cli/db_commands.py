@@ -32,12 +32,24 @@ def db_backup(settings: Settings, path: Path) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_obj
 def db_restore(settings: Settings, path: Path, yes: bool) -> None:
-    """Replace the database's contents with the backup at PATH (stop ingest, workers and serve first)."""
+    """Replace the database's contents with the backup at PATH (stop ingest, workers and serve first).
+
+    Refuses a backup without the audit trail's append-only triggers; records the restore (the backup's
+    name and SHA-256) in the audit trail.
+    """
+    from skinscreen.checksum import sha256_file
     from skinscreen.db import backup
+    from skinscreen.db.audit import Action, record
+    from skinscreen.db.session import make_engine, make_session_factory, session_scope
 
     if not yes:
         click.confirm(f"replace everything in the database with {path}?", abort=True)
+    digest = sha256_file(path)
     backup.restore(settings.database_url, path)
+    engine = make_engine(settings.database_url)
+    with session_scope(make_session_factory(engine)) as session:
+        record(session, account_id=None, action=Action.restore, detail=f"from {path.name} sha256 {digest}")
+    engine.dispose()
     click.echo(f"restored from {path}")
 
 

@@ -413,7 +413,9 @@ def purge(settings: Settings, dry_run: bool, fmt: str) -> None:
         f"of {report.images} images; {report.missing} already gone"
     )
     click.echo(
-        f"kept: {report.kept_flagged_unreviewed} flagged cases without a verdict"
+        f"kept: {report.kept_flagged_unreviewed} flagged cases without a verdict, "
+        f"{report.kept_audit_unreviewed} audit-sample cases without a verdict"
+        + (f", {report.kept_outside_inbox} paths outside the inbox" if report.kept_outside_inbox else "")
         + (
             f", {report.kept_flagged_by_another_version} more flagged only by another model version"
             if report.kept_flagged_by_another_version

@@ -233,16 +233,18 @@ def db() -> None:
 @db.command()
 @click.pass_obj
 def upgrade(settings: Settings) -> None:
-    """Create or migrate the tables (Alembic) at SKINSCREEN_DATABASE_URL."""
+    """Create or migrate the tables (Alembic) at SKINSCREEN_DATABASE_URL; put back missing guards."""
     from sqlalchemy.exc import OperationalError
 
     from skinscreen.db import migrate
 
     try:
-        migrate.upgrade(settings.database_url)
+        installed = migrate.upgrade(settings.database_url)
     except OperationalError as exc:
         click.echo(f"error: cannot reach the database: {exc.orig}", err=True)
         raise SystemExit(RET_CONNECT) from exc
+    if installed:
+        click.echo(f"database guards installed: {', '.join(installed)}")
     click.echo(f"database at revision {migrate.current(settings.database_url)}")
 
 

@@ -19,7 +19,11 @@ CLI_TABLE_COLUMNS = ["id", "state", "probability", "flagged", "reason", "path"]
 
 @click.command()
 @click.option("--flagged/--not-flagged", default=None, help="Only flagged (or only unflagged) cases.")
-@click.option("--state", type=click.Choice(["queued", "scored", "failed"]), help="Only images in this state.")
+@click.option(
+    "--state",
+    type=click.Choice(["queued", "scored", "failed", "superseded"]),
+    help="Only images in this state.",
+)
 @click.option("--since", type=click.DateTime(), help="Only images registered since this date (UTC).")
 @click.option("--limit", type=int, help="At most this many rows.")
 @FORMAT

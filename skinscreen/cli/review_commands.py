@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -185,11 +186,18 @@ def export_reviews(settings: Settings, output: Path | None) -> None:
     engine = make_engine(settings.database_url)
     with contextlib.ExitStack() as stack:
         session = stack.enter_context(session_scope(make_session_factory(engine)))
-        out = stack.enter_context(output.open("w", encoding="utf-8")) if output else sys.stdout
+        out = stack.enter_context(_private_file(output)) if output else sys.stdout
         record(session, account_id=None, action=Action.export, detail="cli: reviews export")
         for chunk in csv_chunks(all_reviews(session), columns=REVIEW_COLUMNS):
             out.write(chunk)
     engine.dispose()
+
+
+def _private_file(path: Path) -> contextlib.closing[Any]:
+    """`path` opened for writing, readable by its owner only (0600, also when it existed before)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    os.fchmod(fd, 0o600)
+    return contextlib.closing(os.fdopen(fd, "w", encoding="utf-8"))
 
 
 COMMANDS = [serve, users, reviews]

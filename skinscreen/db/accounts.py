@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from skinscreen.db.tables import Account, ApiToken, Role, utcnow
@@ -39,8 +39,16 @@ def end_sessions(session: Session, account_id: int) -> None:
 
 
 def other_active_admins(session: Session, account_id: int) -> int:
-    """How many active admins there are besides `account_id`."""
-    stmt = select(func.count()).where(
-        Account.role == Role.admin, Account.active.is_(True), Account.id != account_id
+    """How many active admins there are besides `account_id`.
+
+    Locks the active admins' rows (FOR UPDATE, in id order, on PostgreSQL) until the transaction ends:
+    two admins deactivating each other at once are then decided one after the other, and the second
+    sees that the first left it the last admin.
+    """
+    stmt = (
+        select(Account.id)
+        .where(Account.role == Role.admin, Account.active.is_(True))
+        .order_by(Account.id)
+        .with_for_update()
     )
-    return int(session.execute(stmt).scalar_one())
+    return sum(1 for found in session.execute(stmt).scalars() if found != account_id)

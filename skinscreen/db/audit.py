@@ -30,6 +30,7 @@ class Action(enum.StrEnum):
 
     login = "login"
     login_failed = "login_failed"
+    login_throttled = "login_throttled"
     logout = "logout"
     token_issued = "token_issued"
     token_revoked = "token_revoked"
@@ -50,6 +51,7 @@ class Action(enum.StrEnum):
     model_promoted = "model_promoted"
     purge = "purge"
     backup = "backup"
+    restore = "restore"
     # Sites (skinscreen.sites): operating points changed, cases re-decided, drift noticed.
     site_calibrated = "site_calibrated"
     site_cleared = "site_cleared"

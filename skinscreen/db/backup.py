@@ -1,5 +1,10 @@
 """`skinscreen db backup PATH` and `skinscreen db restore PATH`.
 
+Both refuse a backup that lacks the append-only triggers of the audit trail and the verdicts (its
+rows could have been rewritten before it was made), put back any other guard (skinscreen.db.guards)
+after the restore, and check that every guard is in place. Backups are written 0600: they hold
+password hashes and every verdict.
+
 SQLite: the online backup API (a consistent copy while the scorer writes), restored the same way
 into the live file. PostgreSQL: `pg_dump --format=custom` and `pg_restore --clean --if-exists
 --single-transaction`, run with the URL's parts in PG* environment variables (the password never
@@ -44,6 +49,55 @@ def _copy_sqlite(source: Path, target: Path) -> None:
             dst.close()
     finally:
         src.close()
+
+
+# Present in every backup of a database at or after migration 0004; a backup without them is refused.
+APPEND_ONLY = {
+    "sqlite": {"audit_event_no_update", "audit_event_no_delete", "review_no_update", "review_no_delete"},
+    "postgresql": {
+        "audit_event_append_only",
+        "audit_event_no_truncate",
+        "review_append_only",
+        "review_no_truncate",
+    },
+}
+
+
+def _refuse_unguarded(path: Path, triggers: set[str], backend: str) -> None:
+    lacking = sorted(APPEND_ONLY[backend] - triggers)
+    if lacking:
+        raise BackupError(
+            f"{path.name} lacks the append-only triggers {', '.join(lacking)}: the audit trail or the "
+            "verdicts in it may have been changed before it was made; not restored"
+        )
+
+
+def _sqlite_triggers(path: Path) -> set[str]:
+    """Names of the backup's triggers that still refuse (a trigger of the right name that does not
+    RAISE guards nothing)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = conn.execute("SELECT name, sql FROM sqlite_master WHERE type='trigger'").fetchall()
+    finally:
+        conn.close()
+    return {name for name, sql in rows if "RAISE(ABORT" in (sql or "").upper().replace(" ", "")}
+
+
+def _dump_triggers(path: Path, env: dict[str, str]) -> set[str]:
+    """Trigger names in a pg_dump archive's table of contents (`pg_restore --list`)."""
+    done = subprocess.run(
+        [_tool("pg_restore"), "--list", str(path)], env=env, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise BackupError(f"{path.name} is not a pg_dump archive: {done.stderr.strip()[-500:]}")
+    # "216; 2620 16500 TRIGGER <schema> <table> <trigger> <owner>"
+    return set(re.findall(r"^\d+; \d+ \d+ TRIGGER \S+ \S+ (\S+)", done.stdout, flags=re.MULTILINE))
+
+
+def _create_private(path: Path) -> None:
+    """An empty file only its owner can read, for the backup to be written into."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    os.chmod(path, 0o600)
 
 
 def _check_sqlite(path: Path) -> None:
@@ -129,6 +183,7 @@ def backup(database_url: str, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
     partial.unlink(missing_ok=True)
+    _create_private(partial)
     backend = url.get_backend_name()
     if backend == "sqlite":
         _copy_sqlite(_sqlite_file(url), partial)
@@ -151,12 +206,31 @@ def restore(database_url: str, path: Path) -> None:
     backend = url.get_backend_name()
     if backend == "sqlite":
         _check_sqlite(path)
+        _refuse_unguarded(path, _sqlite_triggers(path), backend)
         target = _sqlite_file(url)
         target.parent.mkdir(parents=True, exist_ok=True)
         _copy_sqlite(path, target)
     elif backend == "postgresql":
         env, _ = pg_environment(url)
+        _refuse_unguarded(path, _dump_triggers(path, env), backend)
         _run(pg_restore_command(path, env.get("PGDATABASE", "")), env)
     else:
         raise BackupError(f"no restore method for {backend} databases")
+    _check_guards(database_url)
     logger.info("restored the %s database from %s", backend, path.name)
+
+
+def _check_guards(database_url: str) -> None:
+    """Put back guards the backup predates, then check that every one is in place."""
+    from skinscreen.db import guards
+    from skinscreen.db.session import make_engine
+
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            guards.install(conn, functions=True)  # a backup's trigger functions are not trusted
+            lacking = guards.missing(conn)
+    finally:
+        engine.dispose()
+    if lacking:
+        raise BackupError(f"after the restore the database still lacks {', '.join(lacking)}")

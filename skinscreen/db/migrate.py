@@ -17,9 +17,24 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def upgrade(url: str, *, revision: str = "head") -> None:
-    """Bring the database at `url` up to `revision` (creates the tables on a new database)."""
+def upgrade(url: str, *, revision: str = "head") -> list[str]:
+    """Bring the database at `url` up to `revision` (creates the tables on a new database).
+
+    At the head, puts back any of the database's guards (skinscreen.db.guards) that went missing, and
+    returns their names.
+    """
     command.upgrade(alembic_config(url), revision)
+    if revision != "head":
+        return []
+    from skinscreen.db import guards
+    from skinscreen.db.session import make_engine
+
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            return guards.install(conn)
+    finally:
+        engine.dispose()
 
 
 def head(url: str) -> str | None:

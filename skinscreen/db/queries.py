@@ -178,6 +178,25 @@ def record_refused_file(session: Session, *, path: str, size: int, mtime_ns: int
     )
 
 
+SUPERSEDED = "superseded: the file changed after it was read, and its new content was taken again"
+
+
+def supersede_failed(session: Session, paths: Sequence[str]) -> int:
+    """Failed images at these paths, which now hold new content, become `superseded`; returns how many.
+
+    A file read while its writer paused (longer than the settle time) fails as truncated; when the
+    writer goes on, the new bytes are a new image, and the failed one is no longer a file to fix.
+    """
+    if not paths:
+        return 0
+    done = session.execute(
+        update(Image)
+        .where(Image.path.in_(list(paths)), Image.state == State.failed)
+        .values(state=State.superseded, reason=SUPERSEDED, updated_at=utcnow())
+    )
+    return int(getattr(done, "rowcount", 0) or 0)
+
+
 def mark_enqueued(session: Session, image_ids: Sequence[int]) -> None:
     """Stamp the time ids were sent to the queue (the sweeper's clock)."""
     if image_ids:

@@ -31,11 +31,13 @@ def as_utc(value: datetime) -> datetime:
 
 
 class State(enum.StrEnum):
-    """Where an image stands: waiting for a worker, scored, or failed with a reason."""
+    """Where an image stands: waiting for a worker, scored, or failed with a reason; or superseded:
+    it failed, then new bytes arrived at its path (a copy that paused mid-write and went on)."""
 
     queued = "queued"
     scored = "scored"
     failed = "failed"
+    superseded = "superseded"  # 10 characters: the column's length
 
 
 class Base(DeclarativeBase):

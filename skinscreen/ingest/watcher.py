@@ -162,12 +162,14 @@ class Ingester:
                 self._hash(session, item) for item, key in zip(part, keys, strict=True) if key not in seen
             ]
             files = [r for r in records if r is not None]
+            changed: list[str] = []  # paths holding new content: an earlier failed read is superseded
             for record, (image_id, new) in zip(
                 files, queries.register_files(session, files, batch_ids=batch_ids), strict=True
             ):
                 if new:
                     self.counts.new += 1
                     new_ids.append(image_id)
+                    changed.append(record.path)
                 else:
                     self.counts.duplicate += 1
                 if self.on_registered:
@@ -176,6 +178,8 @@ class Ingester:
                 logger.info(
                     "registered image %d in batch %d%s", image_id, batch, "" if new else " (duplicate)"
                 )
+            if queries.supersede_failed(session, changed):
+                logger.info("failed images superseded by new content at their paths")
         return new_ids
 
     def _register_each(self, part: Sequence[Ready]) -> list[int]:

@@ -8,6 +8,10 @@ file its card lists under `files` is present with the SHA-256 the card records.
 
 The model in force is the promoted version (the database says which: `skinscreen.db.promotions`);
 before any promotion, SKINSCREEN_MODEL. This module resolves either to a folder; it reads no database.
+
+`models add` refuses a source file that is a symlink (a link to /etc/shadow must not be copied in),
+caps the card and the texts beside it at MAX_TEXT_BYTES, and refuses a version with control
+characters (terminal escape codes) or over 100 characters.
 """
 
 from __future__ import annotations
@@ -73,6 +77,10 @@ def resolve_model_dir(name_or_path: str | Path) -> Path:
 
 MODEL_FILES = ("model.onnx", "model.keras")
 """An installed model needs at least one of these (the runtimes' inputs)."""
+TEXT_FILES = ("card.json", "MODEL_CARD.md", "history.json")
+MAX_TEXT_BYTES = 1 << 20
+"""The largest card.json, MODEL_CARD.md or history.json `models add` takes (1 MiB)."""
+MAX_VERSION_LENGTH = 100  # the database's model_version columns
 
 
 # Network passes an image costs under each test-time augmentation of the card ("none": one pass).
@@ -185,9 +193,31 @@ def check_files(model_dir: Path, card: ModelCard) -> dict[str, str]:
     return checked
 
 
+def _check_source(source: Path, names: list[str]) -> None:
+    """Refuse symlinks among the files to copy, and texts over MAX_TEXT_BYTES."""
+    for name in names:
+        path = source / name
+        if path.is_symlink():
+            raise ModelError(f"{name} in {source} is a symlink; copy the file itself into the model folder")
+        if name in TEXT_FILES and path.is_file() and path.stat().st_size > MAX_TEXT_BYTES:
+            raise ModelError(f"{name} is over {MAX_TEXT_BYTES} bytes; not a model card")
+
+
+def _check_version(version: str) -> None:
+    if not version.isprintable() or not version.strip() or len(version) > MAX_VERSION_LENGTH:
+        raise ModelError(
+            f"the card's version {ascii(version[:MAX_VERSION_LENGTH])} must be 1-{MAX_VERSION_LENGTH} "
+            "printable characters (no control characters)"
+        )
+
+
 def install_model(source: Path, models_folder: Path) -> InstalledModel:
     """Check `source` (card, file hashes) and copy it to `models_folder/<version>`, atomically."""
+    _check_source(source, ["card.json"])
     card = read_card(source)
+    _check_version(card.version)
+    files = card.data.get("files")
+    _check_source(source, [*(files if isinstance(files, dict) else {}), "MODEL_CARD.md", "history.json"])
     if not (0.0 < card.threshold < 1.0) or card.input_size < 16:
         raise ModelError(f"{source}/card.json has an implausible threshold or input size")
     check_files(source, card)

@@ -37,16 +37,32 @@ def authenticate(
     An unknown name costs the same argon2 work as a wrong password and gets the same answers, 401
     and, once throttled (`review.throttle`) or while every argon2 slot is busy, 429 with Retry-After.
     """
+    account = accounts.account_named(session, username) if valid_name(username) else None
     try:
         started = throttle.begin(name=username, address=client)
     except ThrottledError as exc:
         logger.warning("sign-in throttled (%s attempt from %s)", via, client)
+        record(
+            session,
+            account_id=account.id if account else None,
+            action=Action.login_throttled,
+            detail=via,
+            client=client,
+        )
+        session.commit()
         raise _too_many(exc.retry_after) from exc
-    account = accounts.account_named(session, username) if valid_name(username) else None
     known = account if account is not None and account.active else None
     try:
         matches = verify_password(known.password_hash if known else None, password)
     except HashingBusyError as exc:
+        record(
+            session,
+            account_id=account.id if account else None,
+            action=Action.login_throttled,
+            detail=f"{via}, password checks busy",
+            client=client,
+        )
+        session.commit()
         raise _too_many(1) from exc
     if known is None or not matches:
         record(

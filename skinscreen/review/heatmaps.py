@@ -6,18 +6,26 @@
   (`ModelUnavailableError`) a version it does not have rather than draw another model's map.
 - Grad-CAM sees what the score saw: `preprocess.seen_pixels`, the one function scoring and the
   Secondary Capture use too (decoded with the model's input size as draft size, then resized).
-- A case view decodes its file once: `CaseImages` keeps the last few decodes by (sha256, draft size),
-  so the image, the overlay and the map share one. Only a JPEG whose map is not cached yet is decoded a
+- A case view decodes its file once: `CaseImages` keeps recent decodes by (sha256, draft size), so the
+  image, the overlay and the map share one. Only a JPEG whose map is not cached yet is decoded a
   second time, at the scoring draft size, because that is what its score was computed from.
+- Memory stays bounded whatever the file: one file is decoded at a time (`DECODE_SLOTS`; a PNG or
+  TIFF cannot be decoded at a reduced size, so an 81-megapixel one takes about 0.25 GB per copy while
+  it is turned into pixels), decodes are kept up to `DECODED_BYTES_KEPT` in all and only when
+  under `LARGEST_KEPT` each, and what is drawn from a larger one (the rendition at a size, the model's
+  input) is kept instead, small. Requests waiting for the same file find those when their turn comes.
 - Maps are cached as 8-bit PNG files under `<heatmap dir>/<model version>/<sha256>.png`.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import io
 import logging
 import os
 import re
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -37,8 +45,14 @@ from skinscreen.models.registry import shipped_models as registry_shipped
 
 logger = logging.getLogger(__name__)
 
-DECODES_KEPT = 8
-"""Decoded images kept in memory: enough for the cases a few reviewers have open at once."""
+DECODED_BYTES_KEPT = 192 * 2**20
+"""Decoded images kept in memory, in all: enough for the cases a few reviewers have open at once."""
+LARGEST_KEPT = 48 * 2**20
+"""A decode larger than this (16 megapixels) is not kept; what was drawn from it is."""
+DRAWN_KEPT = 32
+"""Renditions and model inputs (at most 2048 px a side: 12 MB each) kept for decodes not kept."""
+DECODE_SLOTS = 1
+"""Files decoded at once by one server process."""
 
 
 def _png(pixels: npt.NDArray[np.uint8]) -> bytes:
@@ -153,35 +167,81 @@ class CaseImages:
         self.heatmaps = heatmaps
         self._read = read
         self._decoded: OrderedDict[tuple[str, int | None], LoadedImage] = OrderedDict()
+        self._drawn: OrderedDict[tuple[str, str, int], npt.NDArray[np.uint8]] = OrderedDict()
         self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(DECODE_SLOTS)
         self.decodes = 0
         """Files decoded so far (tests count them)."""
 
-    def _decode(self, case: CaseFile, *, draft_size: int) -> LoadedImage:
-        data = self._read(case)  # checked against the scored sha256 on every request
+    def _kept(self, sha256: str, draft_size: int) -> LoadedImage | None:
         with self._lock:
-            keys: tuple[tuple[str, int | None], ...] = ((case.sha256, draft_size), (case.sha256, None))
-            for key in keys:
+            for key in ((sha256, draft_size), (sha256, None)):
                 if key in self._decoded:
                     self._decoded.move_to_end(key)
                     return self._decoded[key]
+        return None
+
+    def _decode(self, case: CaseFile, data: bytes, *, draft_size: int) -> LoadedImage:
         loaded = decode_image(io.BytesIO(data), draft_size=draft_size)
-        # Only JPEG decoding depends on the draft size; any other format serves every size.
-        key = (case.sha256, draft_size if loaded.format == "jpeg" else None)
         with self._lock:
             self.decodes += 1
-            self._decoded[key] = loaded
-            while len(self._decoded) > DECODES_KEPT:
-                self._decoded.popitem(last=False)
+            if loaded.pixels.nbytes <= LARGEST_KEPT:
+                # Only JPEG decoding depends on the draft size; any other format serves every size.
+                self._decoded[(case.sha256, draft_size if loaded.format == "jpeg" else None)] = loaded
+                while sum(d.pixels.nbytes for d in self._decoded.values()) > DECODED_BYTES_KEPT:
+                    self._decoded.popitem(last=False)
         return loaded
+
+    def _draw(
+        self, case: CaseFile, *, kind: str, size: int, make: Callable[[LoadedImage], npt.NDArray[np.uint8]]
+    ) -> npt.NDArray[np.uint8]:
+        """`make(decoded file)`, kept by (sha256, kind, size) when the decode itself was too large to keep.
+
+        The file is read and checked against the scored sha256 on every request, kept or not.
+        """
+        key = (case.sha256, kind, size)
+        with self._lock:
+            drawn = self._drawn.get(key)
+            if drawn is not None:
+                self._drawn.move_to_end(key)
+        if drawn is not None:
+            self._read(case)  # a replaced file raises here, whatever is kept
+            return drawn
+        kept = self._kept(case.sha256, size)
+        if kept is not None:
+            self._read(case)
+            return make(kept)
+        with self._slots:
+            data = self._read(case)
+            with self._lock:
+                if key in self._drawn:  # drawn by the request this one waited for
+                    return self._drawn[key]
+            kept = self._kept(case.sha256, size)
+            loaded = kept if kept is not None else self._decode(case, data, draft_size=size)
+            del data
+            drawn = make(loaded)
+            large = loaded.pixels.nbytes > LARGEST_KEPT
+            if large:
+                with self._lock:
+                    self._drawn[key] = drawn
+                    while len(self._drawn) > DRAWN_KEPT:
+                        self._drawn.popitem(last=False)
+            del loaded
+            if large:
+                _give_back_memory()
+        return drawn
 
     def display(self, case: CaseFile, *, max_side: int) -> npt.NDArray[np.uint8]:
         """The image as RGB, at most `max_side` pixels a side."""
-        return fit(self._decode(case, draft_size=max_side).pixels, max_side=max_side)
+        return self._draw(
+            case, kind="display", size=max_side, make=lambda d: fit(d.pixels, max_side=max_side)
+        )
 
     def model_input(self, case: CaseFile, size: int) -> npt.NDArray[np.uint8]:
         """The pixels a scorer with this input size saw: decoded with draft size `size`, then resized."""
-        return seen_pixels(lambda draft: self._decode(case, draft_size=draft), size=size)[1]
+        return self._draw(
+            case, kind="input", size=size, make=lambda d: seen_pixels(lambda _draft: d, size=size)[1]
+        )
 
     def image_png(self, case: CaseFile, *, max_side: int) -> bytes:
         return _png(self.display(case, max_side=max_side))
@@ -196,6 +256,29 @@ class CaseImages:
             version=version, sha256=case.sha256, model_input=lambda size: self.model_input(case, size)
         )
         return _png(overlay(self.display(case, max_side=max_side), heat)), version
+
+
+def _give_back_memory() -> None:
+    """Return freed heap memory to the system after a large decode.
+
+    glibc keeps the freed blocks of a decode made in a worker thread in that thread's arena (a large
+    free also raises its mmap threshold), so an 81-megapixel PNG would leave the server 0.4 GB larger
+    for good; `malloc_trim` hands them back. Elsewhere (musl, macOS) this does nothing.
+    """
+    trim = getattr(_LIBC, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
+
+
+def _load_libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c") if sys.platform.startswith("linux") else None
+    try:
+        return ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+
+
+_LIBC = _load_libc()
 
 
 def _read_map(path: Path) -> Heatmap:

@@ -1,5 +1,7 @@
-"""GET /metrics on the review server: Prometheus text, no reviewer sign-in, an optional bearer token.
+"""GET /metrics on the review server: Prometheus text for a scraper holding the metrics bearer token.
 
+No reviewer sign-in: Prometheus sends `Authorization: Bearer <SKINSCREEN_METRICS_TOKEN>`. Without a
+token set, the route answers 401 to everyone (site names and flag rates are not for the public).
 With SKINSCREEN_METRICS_PORT set, the metrics are served on that (bound) port only and the app has
 no /metrics route. What is measured lives in `skinscreen.metrics`.
 """
@@ -28,10 +30,19 @@ def metrics_router(settings: Settings, sessions: Any) -> APIRouter:
 
     @router.get("/metrics", include_in_schema=False)
     def metrics(request: Request) -> Response:
-        if token is not None:
-            given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                raise HTTPException(status_code=401, detail="metrics need the bearer token")
+        if token is None:
+            raise HTTPException(
+                status_code=401,
+                detail="metrics need a bearer token; set SKINSCREEN_METRICS_TOKEN",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            raise HTTPException(
+                status_code=401,
+                detail="metrics need the bearer token",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return router

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from skinscreen.db import accounts, batches, cases, queries, tokens
 from skinscreen.db.audit import Action, list_events, record, shown_on_a_page
@@ -19,7 +19,7 @@ from skinscreen.errors import FileChangedError, ModelError, ModelUnavailableErro
 from skinscreen.review import schemas
 from skinscreen.review.actions import authenticate, client_address, give_verdict, open_case
 from skinscreen.review.auth import DB, ApiAdmin, ApiUser, Principal, bearer_scheme, context
-from skinscreen.review.exports import CASE_COLUMNS, csv_chunks
+from skinscreen.review.exports import CASE_COLUMNS, csv_chunks, for_reviewers
 from skinscreen.review.passwords import HashingBusyError, hash_password, hash_token, new_token
 
 logger = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ def list_cases(user: ApiUser, session: DB, q: Annotated[schemas.CaseListQuery, Q
 def export_cases(
     user: ApiUser, session: DB, request: Request, q: Annotated[schemas.CaseQuery, Query()]
 ) -> Any:
-    """Every case matching the filters as CSV (no pagination)."""
+    """Every case matching the filters as CSV (no pagination); paths from the site folder on."""
     record(
         session,
         account_id=user.id,
@@ -123,7 +123,7 @@ def export_cases(
     def rows() -> Iterator[str]:
         with sessions() as export_session:
             found = cases.iter_cases(export_session, q, sort=q.sort, descending=q.order == "desc")
-            yield from csv_chunks(found, columns=CASE_COLUMNS)
+            yield from csv_chunks(for_reviewers(found), columns=CASE_COLUMNS)
 
     headers = {"Content-Disposition": 'attachment; filename="cases.csv"'}
     return StreamingResponse(rows(), media_type="text/csv; charset=utf-8", headers=headers)
@@ -298,7 +298,11 @@ def list_users(admin: ApiAdmin, session: DB) -> list[schemas.AccountOut]:
     "/users",
     tags=["admin"],
     status_code=status.HTTP_201_CREATED,
-    responses={409: {"description": "name taken"}, 503: {"description": "password hashing busy"}},
+    responses={
+        403: {"description": "the server's database role may not make admins"},
+        409: {"description": "name taken"},
+        503: {"description": "password hashing busy"},
+    },
 )
 def add_user(body: schemas.AccountIn, admin: ApiAdmin, session: DB, request: Request) -> schemas.AccountOut:
     try:
@@ -307,6 +311,8 @@ def add_user(body: schemas.AccountIn, admin: ApiAdmin, session: DB, request: Req
         )
     except IntegrityError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, "an account with this name exists") from exc
+    except ProgrammingError as exc:
+        raise _owner_only(exc) from exc
     record(
         session,
         account_id=admin.id,
@@ -318,7 +324,18 @@ def add_user(body: schemas.AccountIn, admin: ApiAdmin, session: DB, request: Req
     return schemas.AccountOut.model_validate(account)
 
 
+def _owner_only(exc: ProgrammingError) -> HTTPException:
+    """The database refused the services' role making an admin (skinscreen.db.guards): 403."""
+    if getattr(exc.orig, "sqlstate", None) != "42501":
+        raise exc
+    return HTTPException(
+        status.HTTP_403_FORBIDDEN,
+        "admins are made by the database owner: skinscreen users add NAME --role admin",
+    )
+
+
 ACCOUNT_RESPONSES: Responses = {
+    403: {"description": "the server's database role may not make admins"},
     404: {"description": "no such account"},
     409: {"description": "it would leave no active admin"},
     503: {"description": "password hashing busy"},
@@ -338,12 +355,13 @@ def change_user(
     A new password or a deactivation ends every session and token of the account. The last active
     admin can be neither deactivated nor made a reviewer.
     """
-    account = session.get(Account, account_id)
+    admins_left = accounts.other_active_admins(session, account_id)  # locks the admins' rows first
+    account = session.get(Account, account_id, populate_existing=True)
     if account is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such account")
     stays_admin = body.role in (None, Role.admin) and body.active in (None, True)
     last_admin = account.role == Role.admin and account.active and not stays_admin
-    if last_admin and accounts.other_active_admins(session, account.id) == 0:
+    if last_admin and admins_left == 0:
         raise HTTPException(status.HTTP_409_CONFLICT, "this is the last active admin")
     changes = body.model_dump(exclude_none=True)
     if body.role is not None:
@@ -353,6 +371,10 @@ def change_user(
     if body.password is not None:
         account.password_hash = _new_password_hash(body.password)
         changes["password"] = "new"
+    try:
+        session.flush()
+    except ProgrammingError as exc:
+        raise _owner_only(exc) from exc
     if body.password is not None or body.active is False:
         accounts.end_sessions(session, account.id)
     record(

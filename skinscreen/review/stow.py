@@ -1,9 +1,10 @@
 """`POST /dicom-web/studies`: STOW-RS from hospital systems, with a sender account's bearer token.
 
-The account names the site as the DICOM listener's calling AE title does (`dicom-<account name>`, so
-a sender never writes into a folder site): the instances are staged by `skinscreen.dicomnet.dicomweb_in`
-under the first inbox and each study is released into `inbox/dicom-<account>/<study date>/` once quiet for `SKINSCREEN_DICOM_QUIET_SECONDS`, by a thread that runs
-while the app does.
+The account names the site as the DICOM listener's calling AE title does (`dicom-<account name>`,
+so a sender never writes into a folder site): the instances are staged by
+`skinscreen.dicomnet.dicomweb_in` under the first inbox and each study is released into
+`inbox/dicom-<account>/<study date>/` once quiet for `SKINSCREEN_DICOM_QUIET_SECONDS`, by a thread
+that runs while the app does.
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
-"""Sign-in throttling: per account name and per client address, in the memory of the server process.
+"""Sign-in throttling: per (account name, client address) and per client address, in server memory.
 
 Every attempt counts from the moment it starts (so parallel guesses count too), and a successful one
-is taken back together with the name's earlier failures. Once a name has `PER_NAME` attempts, or an
-address `PER_ADDRESS`, in the last `WINDOW` seconds, further attempts are refused with 429 and
-Retry-After, before any password is checked: an attacker no longer costs the server argon2 work.
-Unknown names are counted like known ones, so the answers do not tell them apart.
+is taken back together with the earlier failures of its name from that address. Once a name has
+`PER_NAME` attempts from one address, or an address `PER_ADDRESS` attempts, in the last `WINDOW`
+seconds, further attempts are refused with 429 and Retry-After, before any password is checked: an
+attacker no longer costs the server argon2 work. Unknown names are counted like known ones, so the
+answers do not tell them apart. The lock-out is per address on purpose: guessing from one address
+cannot lock the account's owner out of it from another.
 
 The counts live in one process: several server processes each keep their own.
 """
@@ -20,7 +22,8 @@ from collections.abc import Callable
 WINDOW = 900.0
 """Seconds an attempt counts against its name and address."""
 PER_NAME = 5
-"""Attempts on one account name within WINDOW (a reviewer mistyping a few times stays under it)."""
+"""Attempts on one account name from one address within WINDOW (a reviewer mistyping a few times stays
+under it)."""
 PER_ADDRESS = 20
 """Attempts from one client address within WINDOW, whatever the names."""
 
@@ -34,7 +37,7 @@ class ThrottledError(Exception):
 
 
 class SignInThrottle:
-    """Sliding-window counts of sign-in attempts by name and by address."""
+    """Sliding-window counts of sign-in attempts by (name, address) and by address."""
 
     def __init__(
         self,
@@ -56,8 +59,8 @@ class SignInThrottle:
         return times
 
     def begin(self, *, name: str, address: str | None) -> float:
-        """Count an attempt; ThrottledError when the name or the address has had too many."""
-        keys = [("name:" + name[:200], self.per_name), ("addr:" + (address or "?"), self.per_address)]
+        """Count an attempt; ThrottledError when the name from this address, or the address, had too many."""
+        keys = [(_pair(name, address), self.per_name), ("addr:" + (address or "?"), self.per_address)]
         now = self._clock()
         with self._lock:
             waits = []
@@ -74,9 +77,13 @@ class SignInThrottle:
         return now
 
     def succeeded(self, *, name: str, address: str | None, started: float) -> None:
-        """A right password: forget the name's attempts and take this one back from the address."""
+        """A right password: forget the name's attempts from this address and take this one back."""
         with self._lock:
-            self._attempts.pop("name:" + name[:200], None)
+            self._attempts.pop(_pair(name, address), None)
             times = self._attempts.get("addr:" + (address or "?"))
             if times is not None and started in times:
                 times.remove(started)
+
+
+def _pair(name: str, address: str | None) -> str:
+    return f"name:{address or '?'}\0{name[:200]}"

@@ -398,7 +398,7 @@ def test_status_counts_states_flags_failures_and_refusals(
         report = queries.status(session)
 
     assert report["images"] == 5
-    assert report["by_state"] == {"queued": 1, "scored": 3, "failed": 1}
+    assert report["by_state"] == {"queued": 1, "scored": 3, "failed": 1, "superseded": 0}
     assert report["flagged"] == 2
     assert report["failures_by_reason"] == {"not an image": 1}
     assert report["refused_files"] == {"symlink": 1}

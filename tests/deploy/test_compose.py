@@ -72,7 +72,7 @@ def test_every_service_using_the_database_waits_for_the_migration(compose: dict[
 
 def test_every_long_running_service_has_a_healthcheck(compose: dict[str, Any]) -> None:
     for name, service in compose["services"].items():
-        if name != "migrate":
+        if service.get("restart") != "no":  # the one-shot migrate and db-roles exit when done
             assert service.get("healthcheck", {}).get("test"), name
 
 
@@ -96,7 +96,51 @@ def test_required_secrets_come_from_env_and_refuse_to_start_without(compose: dic
 
     assert env["SKINSCREEN_SECRET_KEY"].startswith("${SKINSCREEN_SECRET_KEY:?")
     assert env["SKINSCREEN_SECURE_COOKIES"] == "${SKINSCREEN_SECURE_COOKIES:-true}"
-    assert "${POSTGRES_PASSWORD:?" in env["SKINSCREEN_DATABASE_URL"]
+    assert "${SKINSCREEN_APP_DB_PASSWORD:?" in env["SKINSCREEN_DATABASE_URL"]
     example = (REPO / ".env.example").read_text()
-    for name in ("POSTGRES_PASSWORD", "SKINSCREEN_SECRET_KEY", "SKINSCREEN_SECURE_COOKIES", "SKINSCREEN_TLS"):
+    required = ("POSTGRES_PASSWORD", "SKINSCREEN_APP_DB_PASSWORD", "SKINSCREEN_SECRET_KEY")
+    for name in (*required, "SKINSCREEN_SECURE_COOKIES", "SKINSCREEN_TLS"):
         assert re.search(rf"^{name}=", example, re.M), name
+
+
+def test_services_connect_as_the_app_role_and_only_the_migration_as_the_owner(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    users = {name for name, s in services.items() if uses_database(s)}
+
+    assert {"ingest", "worker", "worker-gpu", "review", "dicom-listen", "migrate"} <= users
+    for name in sorted(users - {"migrate"}):
+        url = services[name]["environment"]["SKINSCREEN_DATABASE_URL"]
+        assert url.startswith("postgresql+psycopg://skinscreen_app:${SKINSCREEN_APP_DB_PASSWORD:?"), name
+        assert services[name]["depends_on"]["db-roles"]["condition"] == "service_completed_successfully", name
+    owner = services["migrate"]["environment"]["SKINSCREEN_DATABASE_URL"]
+    assert owner.startswith("postgresql+psycopg://skinscreen:${POSTGRES_PASSWORD:?")
+    roles = services["db-roles"]
+    assert "./docs/app-role.sql:/app-role.sql:ro" in roles["volumes"]
+    assert "-f /app-role.sql" in roles["command"][-1] and "ALTER ROLE skinscreen_app" in roles["command"][-1]
+    assert roles["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+
+
+def test_dicom_listen_is_published_on_loopback_unless_an_interface_is_named(compose: dict[str, Any]) -> None:
+    ports = compose["services"]["dicom-listen"]["ports"]
+
+    assert ports == ["${SKINSCREEN_DICOM_BIND:-127.0.0.1}:${SKINSCREEN_DICOM_PORT_HOST:-11112}:11112"]
+    assert "SKINSCREEN_DICOM_ALLOW" in compose["services"]["dicom-listen"]["environment"]
+
+
+def test_the_proxy_never_passes_metrics_and_prometheus_scrapes_them_inside(compose: dict[str, Any]) -> None:
+    caddyfile = (REPO / "deploy" / "Caddyfile").read_text()
+    lines = [line.strip() for line in caddyfile.splitlines() if not line.strip().startswith("#")]
+
+    assert "respond /metrics* 404" in lines
+    assert lines.index("respond /metrics* 404") < lines.index("reverse_proxy review:8000")
+    prometheus = yaml.safe_load((REPO / "deploy" / "prometheus.yml").read_text())
+    targets = [
+        t for job in prometheus["scrape_configs"] for c in job.get("static_configs", []) for t in c["targets"]
+    ]
+    assert "review:9464" in targets
+    assert compose["services"]["review"]["environment"]["SKINSCREEN_METRICS_PORT"] == "9464"
+    assert "ports" not in compose["services"]["prometheus"] or all(
+        p.startswith("127.0.0.1:") for p in compose["services"]["prometheus"]["ports"]
+    )

@@ -192,7 +192,9 @@ def test_two_files_stowed_by_a_sender_are_scored_and_their_results_reach_orthanc
 
     inbox = server["inbox"]
     wait_for(
-        lambda: len(list((inbox / "dicom-clinic-a").rglob("*.dcm"))) == 2, timeout=30, what="the study released"
+        lambda: len(list((inbox / "dicom-clinic-a").rglob("*.dcm"))) == 2,
+        timeout=30,
+        what="the study released",
     )
     values = {
         "database_url": server["db"],

@@ -23,7 +23,8 @@ def test_purge_keeps_flagged_unreviewed_files_and_every_row(world_b: World, tiny
             "SELECT image.id FROM image JOIN batch ON batch.id = batch_id WHERE site = 'site-a'"
         )
     }
-    kept = flagged - reviewed
+    sampled = {i for (i,) in world.rows("SELECT image_id FROM prediction WHERE audit")}
+    kept = (flagged | sampled) - reviewed  # the audit sample waits for its verdict too
     assert kept and reviewed - kept and len(reviewed & flagged) > 0
     assert set(dict(world.rows("SELECT id, path FROM image"))) - flagged - reviewed  # unflagged, unreviewed
     paths = dict(world.rows("SELECT id, path FROM image"))
@@ -41,12 +42,12 @@ def test_purge_keeps_flagged_unreviewed_files_and_every_row(world_b: World, tiny
     world.rows(f"UPDATE image SET created_at = '2020-01-01 00:00:00.000000' WHERE id IN ({ids})")
     world.env.update(SKINSCREEN_RETENTION_DAYS="30", SKINSCREEN_ARCHIVE_DIR=str(world.root / "archive"))
     dry = world.json("purge", "--dry-run", "--format", "json")
-    expect_a = {i for i in site_a if i in reviewed or i not in flagged}
+    expect_a = {i for i in site_a if i in reviewed or i not in flagged | sampled}
     assert (dry["images"], dry["files"], dry["dry_run"]) == (len(expect_a), len(expect_a), True)
     assert all(files_present(world).values())
     archived = world.json("purge", "--format", "json")
     assert (archived["images"], archived["mode"]) == (len(expect_a), "archive")
-    assert archived["kept_flagged_unreviewed"] == len(kept & site_a)
+    assert archived["kept_flagged_unreviewed"] == len((flagged - reviewed) & site_a)
     present = files_present(world)
     assert {i for i, there in present.items() if not there} == expect_a
     for i in expect_a:
@@ -57,7 +58,7 @@ def test_purge_keeps_flagged_unreviewed_files_and_every_row(world_b: World, tiny
     world.env.update(SKINSCREEN_RETENTION_DAYS="0")
     del world.env["SKINSCREEN_ARCHIVE_DIR"]
     deleted = world.json("purge", "--format", "json")
-    expect_all = {i for i in paths if i in reviewed or i not in flagged}
+    expect_all = {i for i in paths if i in reviewed or i not in flagged | sampled}
     assert deleted["images"] == len(expect_all - expect_a) and deleted["mode"] == "delete"
     present = files_present(world)
     assert {i for i, there in present.items() if there} == kept
@@ -72,7 +73,7 @@ def test_purge_keeps_flagged_unreviewed_files_and_every_row(world_b: World, tiny
     assert audit[0][1].startswith(
         f"retention 30 days, archive: {len(expect_a)} images, {len(expect_a)} files"
     )
-    assert f"{len(kept)} flagged unreviewed kept" in audit[1][1]
+    assert f"{len(flagged - reviewed)} flagged unreviewed kept" in audit[1][1]
 
     with review_client(world, tiny_b) as (client, _):
         gone = client.get(f"/cases/{min(reviewed)}").text
