@@ -1,7 +1,9 @@
-"""`skinscreen evaluate-hospitals`: the per-hospital table, from one command."""
+"""The per-hospital table (`evaluate-hospitals`) and the cheap model choice by a hospital left out
+(`cache-features`, `leave-one-out`; docs/hospitals.md)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -64,4 +66,75 @@ def evaluate_hospitals(
     click.echo(render_table(result), nl=False)
 
 
-COMMANDS = [evaluate_hospitals]
+@click.command("cache-features")
+@click.argument("data_dirs", nargs=-1, required=True, type=FOLDER)
+@click.option(
+    "--out", type=click.Path(path_type=Path), required=True, help="Cache folder (outside the repository)."
+)
+@click.option(
+    "--centre-cropped",
+    "cropped_dirs",
+    multiple=True,
+    type=FOLDER,
+    help="A hospital of centre crops, not full-frame squashes (also given as DATA_DIR); repeatable.",
+)
+@click.option(
+    "--backbone-weights",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="ImageNet MobileNetV2 no-top weights (.h5).",
+)
+@click.option("--no-maps", is_flag=True, help="Keep only the pooled features (no block-15 activations).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Augmentation seed.")
+def cache_features(
+    data_dirs: tuple[Path, ...],
+    out: Path,
+    cropped_dirs: tuple[Path, ...],
+    backbone_weights: Path,
+    no_maps: bool,
+    seed: int,
+) -> None:
+    """Cache the frozen backbone's features of each hospital's labelled folder, 4 copies per image.
+
+    A hospital is named by its folder (`skin-cancer-mvb/train` -> `skin-cancer-mvb`).
+    """
+    from skinscreen.models.training.featurecache import build_cache, source_name
+
+    folders = {source_name(d): d for d in data_dirs}
+    cropped = {source_name(d) for d in cropped_dirs}
+    seconds = build_cache(
+        folders,
+        out=out,
+        backbone_weights=backbone_weights,
+        centre_cropped=cropped,
+        maps=not no_maps,
+        seed=seed,
+    )
+    click.echo(json.dumps({"out": str(out), "seconds": seconds}))
+
+
+@click.command("leave-one-out")
+@click.argument("cache", type=FOLDER)
+@click.option("--hospital", "hospitals", multiple=True, required=True, help="A cached hospital; repeatable.")
+@click.option("--lever", "levers", multiple=True, help="A candidate (default: all); repeatable.")
+@click.option("--seeds", type=int, default=3, show_default=True, help="Seeds 0..N-1 per candidate.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="JSON file for every figure.")
+def leave_one_out(
+    cache: Path, hospitals: tuple[str, ...], levers: tuple[str, ...], seeds: int, out: Path | None
+) -> None:
+    """Score candidate recipes by leaving each hospital out in turn (the rule in docs/hospitals.md)."""
+    from skinscreen.models.training.featurecache import load_source
+    from skinscreen.models.training.loho import LEVERS, render_results
+    from skinscreen.models.training.loho import leave_one_out as run
+
+    unknown = set(levers) - set(LEVERS)
+    if unknown:
+        raise click.UsageError(f"unknown lever(s) {sorted(unknown)}; known: {sorted(LEVERS)}")
+    sources = [load_source(cache, name) for name in hospitals]
+    results = [run(sources, lever=LEVERS[name], seeds=list(range(seeds))) for name in (levers or LEVERS)]
+    if out is not None:
+        out.write_text(json.dumps(results, indent=1) + "\n")
+    click.echo(render_results(results), nl=False)
+
+
+COMMANDS = [evaluate_hospitals, cache_features, leave_one_out]

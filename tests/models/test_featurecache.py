@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from skinscreen.models.training.dataset import load_pixels
+from skinscreen.models.training.featurecache import (
+    build_extractor,
+    cache_source,
+    centre_squash,
+    load_source,
+    save_source,
+)
+from tests.conftest import WEIGHTS, copy_images, dataset_images
+
+# The real ImageNet backbone at a small input: random weights give features near 1e-11, which
+# float16 would flush to zero.
+SIZE = 96
+
+
+def test_centre_squash_keeps_the_middle_three_quarters_of_the_width() -> None:
+    batch = np.full((1, 4, 8, 3), 100, dtype=np.uint8)
+    batch[:, :, 0] = batch[:, :, 7] = 255  # the outer eighth on each side is cut off
+
+    squashed = centre_squash(batch)
+
+    assert squashed.shape == batch.shape
+    assert (squashed == 100).all()
+
+
+def test_centre_squash_stretches_the_kept_columns_across_the_width() -> None:
+    batch = np.zeros((1, 2, 8, 3), dtype=np.uint8)
+    batch[:, :, 1:4] = 200  # left half of the kept columns 1..6
+
+    squashed = centre_squash(batch)
+
+    assert (squashed[:, :, :3] == 200).all() and (squashed[:, :, 5:] == 0).all()
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("hospital")
+    copy_images(dataset_images("benign", 3), root / "benign")
+    copy_images(dataset_images("malignant", 2), root / "malignant")
+    return root
+
+
+@pytest.fixture(scope="module")
+def extractor() -> Iterator[Any]:
+    if not WEIGHTS.is_file():
+        pytest.skip(f"ImageNet weights not found at {WEIGHTS}")
+    yield build_extractor(backbone_weights=WEIGHTS, size=SIZE)
+
+
+def test_copy_zero_is_the_backbone_on_the_image_as_scored_and_the_others_differ(
+    folder: Path, extractor: Any
+) -> None:
+    source = cache_source(folder, name="site", extractor=extractor, full_frame=True, size=SIZE, batch_size=2)
+    pixels = load_pixels(
+        sorted((folder / "benign").iterdir()) + sorted((folder / "malignant").iterdir()), size=SIZE
+    )
+    pooled, maps = extractor.predict_on_batch(pixels.astype("float32"))
+
+    assert source.pooled.shape == (4, 5, pooled.shape[1]) and source.pooled.dtype == np.float16
+    assert source.maps is not None and source.maps.shape == (4, 5, *maps.shape[1:])
+    np.testing.assert_allclose(source.pooled[0], pooled, rtol=1e-2, atol=1e-2)
+    assert source.labels.tolist() == [0, 0, 0, 1, 1]
+    assert source.paths[0].startswith("benign/") and source.paths[-1].startswith("malignant/")
+    for k in (1, 2, 3):
+        assert not np.array_equal(source.pooled[k], source.pooled[0])
+    assert source.copy_kinds == ["plain", "augment", "augment", "geometry"]
+
+
+def test_a_saved_cache_loads_back_the_same(folder: Path, extractor: Any, tmp_path: Path) -> None:
+    source = cache_source(
+        folder, name="site", extractor=extractor, full_frame=False, size=SIZE, kinds=("plain",)
+    )
+
+    save_source(source, out=tmp_path)
+    back = load_source(tmp_path, "site", maps=True)
+    light = load_source(tmp_path, "site")
+
+    np.testing.assert_array_equal(back.pooled, source.pooled)
+    assert back.maps is not None and source.maps is not None
+    np.testing.assert_array_equal(back.maps, source.maps)
+    assert light.maps is None
+    assert (back.paths, back.full_frame, back.copy_kinds) == (source.paths, False, ["plain"])
