@@ -20,14 +20,14 @@ from skinscreen.models.training.loho import (
 )
 
 NAMES = ["skin-cancer-mvb", "skin-cancer-bcn", "ham10000-rosendahl", "ham10000-vidir-modern"]
-KINDS = ["plain", "augment", "augment", "geometry"]
 
 
 def source(name: str, *, n: int, malignant: int, seed: int) -> CachedSource:
     """A hospital whose feature 0 tells malignant from benign, plus noise and a hospital offset."""
     rng = np.random.default_rng(seed)
+    kinds = ["plain", "augment"] if name.startswith("ham") else ["plain", "augment", "geometry"]
     labels = np.r_[np.zeros(n - malignant), np.ones(malignant)].astype(np.int64)
-    pooled = rng.normal(0, 1, (len(KINDS), n, 8)) + seed
+    pooled = rng.normal(0, 1, (len(kinds), n, 8)) + seed
     pooled[:, :, 0] += 5 * labels
     return CachedSource(
         name=name,
@@ -35,7 +35,7 @@ def source(name: str, *, n: int, malignant: int, seed: int) -> CachedSource:
         labels=labels,
         paths=[f"{i}.jpg" for i in range(n)],
         full_frame=not name.startswith("ham"),
-        copy_kinds=KINDS,
+        copy_kinds=kinds,
     )
 
 
@@ -50,25 +50,26 @@ def test_hospital_balanced_weights_give_every_hospital_and_class_the_same_total(
 
 
 def test_copies_are_picked_by_kind_and_never_twice() -> None:
-    one = source("skin-cancer-mvb", n=4, malignant=2, seed=0)
+    full = source("skin-cancer-mvb", n=4, malignant=2, seed=0)
+    cropped = source("ham10000-rosendahl", n=4, malignant=2, seed=0)
 
-    assert copy_indices(one, ("plain", "augment", "augment")) == [0, 1, 2]
-    assert copy_indices(one, ("plain", "augment", "geometry")) == [0, 1, 3]
+    assert copy_indices(full, ("plain", "augment")) == [0, 1]
+    assert copy_indices(full, ("plain", "geometry")) == [0, 2]
+    assert copy_indices(cropped, ("plain", "geometry")) == [0, 1]  # already centre-cropped
     with pytest.raises(StopIteration):
-        copy_indices(one, ("augment", "augment", "augment"))
+        copy_indices(full, ("augment", "augment"))
 
 
 def test_training_rows_stack_the_lever_copies_of_every_training_hospital() -> None:
-    a, b = (
-        source("skin-cancer-mvb", n=6, malignant=2, seed=1),
-        source("skin-cancer-bcn", n=4, malignant=3, seed=2),
-    )
+    a = source("skin-cancer-mvb", n=6, malignant=2, seed=1)
+    b = source("ham10000-rosendahl", n=4, malignant=3, seed=2)
 
     x, y, w = training_rows([a, b], lever=LEVERS["four-balanced-geometry"])
 
-    assert x.shape == (3 * 10, 8)
-    np.testing.assert_array_equal(x[12:18], a.pooled[3].astype("float32"))  # a's geometry copy
-    assert y.tolist() == (a.labels.tolist() * 3) + (b.labels.tolist() * 3)
+    assert x.shape == (2 * 10, 8)
+    np.testing.assert_array_equal(x[6:12], a.pooled[2].astype("float32"))  # a's geometry copy
+    np.testing.assert_array_equal(x[16:20], b.pooled[1].astype("float32"))  # b's augmented copy
+    assert y.tolist() == (a.labels.tolist() * 2) + (b.labels.tolist() * 2)
     assert w[y == 1].sum() == pytest.approx(w[y == 0].sum())
 
 

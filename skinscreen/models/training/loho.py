@@ -34,7 +34,7 @@ class Lever:
     name: str
     hospitals: str = "all"  # "all": every other hospital; "archives": the shipped model's two only
     weighting: str = "source-share"  # or "hospital-balanced": every hospital weighs the same
-    copies: tuple[str, ...] = ("plain", "augment", "augment")  # kinds, matched in the cache's order
+    copies: tuple[str, ...] = ("plain", "augment")  # kinds of cached copy (featurecache.COPY_KINDS)
     l2: float = 1e-4
     dropout: float = 0.4
     epochs: int = 30
@@ -46,9 +46,7 @@ LEVERS = {
         Lever("two-hospital", hospitals="archives"),
         Lever("four-hospital"),
         Lever("four-balanced", weighting="hospital-balanced"),
-        Lever(
-            "four-balanced-geometry", weighting="hospital-balanced", copies=("plain", "augment", "geometry")
-        ),
+        Lever("four-balanced-geometry", weighting="hospital-balanced", copies=("plain", "geometry")),
         Lever("four-balanced-l2", weighting="hospital-balanced", l2=1e-2),
     )
 }
@@ -66,11 +64,13 @@ def hospital_balanced(labels: np.ndarray, sources: np.ndarray) -> np.ndarray:
 
 
 def copy_indices(source: CachedSource, kinds: Sequence[str]) -> list[int]:
-    """The cache rows for `kinds`, each row used once ("augment", "augment" -> two different copies)."""
+    """The cache rows for `kinds`, each row used once. A centre-cropped source has no geometry
+    copy (it already has the geometry the copy imitates): its augmented copy stands in."""
     free = list(enumerate(source.copy_kinds))
     chosen = []
     for kind in kinds:
-        index = next(i for i, (_, k) in enumerate(free) if k == kind)
+        wanted = kind if kind in source.copy_kinds or source.full_frame else "augment"
+        index = next(i for i, (_, k) in enumerate(free) if k == wanted)
         chosen.append(free.pop(index)[0])
     return chosen
 
