@@ -57,25 +57,45 @@ def extractor() -> Iterator[Any]:
     yield build_extractor(backbone_weights=WEIGHTS, size=SIZE)
 
 
-def test_copy_zero_is_the_backbone_on_the_image_as_scored_and_the_others_differ(
+def test_copy_zero_is_the_image_as_scored_and_the_geometry_copy_its_centre_squash(
     folder: Path, extractor: Any
 ) -> None:
+    kinds = ("plain", "augment", "geometry")
     source = cache_source(
-        folder, name="site", extract=keras_extract(extractor), full_frame=True, size=SIZE, batch_size=2
+        folder,
+        name="site",
+        extract=keras_extract(extractor),
+        full_frame=True,
+        kinds=kinds,
+        size=SIZE,
+        batch_size=2,
     )
-    pixels = load_pixels(
-        sorted((folder / "benign").iterdir()) + sorted((folder / "malignant").iterdir()), size=SIZE
-    )
+    files = sorted((folder / "benign").iterdir()) + sorted((folder / "malignant").iterdir())
+    pixels = load_pixels(files, size=SIZE)
     pooled, maps = extractor.predict_on_batch(pixels.astype("float32"))
+    squashed, _ = extractor.predict_on_batch(centre_squash(pixels).astype("float32"))
 
     assert source.pooled.shape == (3, 5, pooled.shape[1]) and source.pooled.dtype == np.float16
     assert source.maps is not None and source.maps.shape == (3, 5, *maps.shape[1:])
     np.testing.assert_allclose(source.pooled[0], pooled, rtol=1e-2, atol=1e-2)
+    np.testing.assert_allclose(source.pooled[2], squashed, rtol=1e-2, atol=1e-2)
+    assert not np.allclose(source.pooled[1], pooled, rtol=1e-2, atol=1e-2)  # randomly augmented
+    assert not np.allclose(source.pooled[2], pooled, rtol=1e-2, atol=1e-2)
     assert source.labels.tolist() == [0, 0, 0, 1, 1]
     assert source.paths[0].startswith("benign/") and source.paths[-1].startswith("malignant/")
-    for k in (1, 2):
-        assert not np.array_equal(source.pooled[k], source.pooled[0])
-    assert source.copy_kinds == ["plain", "augment", "geometry"]
+    assert source.copy_kinds == list(kinds)
+
+
+def test_by_default_a_full_frame_source_gets_a_geometry_copy_and_a_cropped_one_none(
+    folder: Path, extractor: Any
+) -> None:
+    extract = keras_extract(extractor)
+
+    full = cache_source(folder, name="a", extract=extract, full_frame=True, size=SIZE)
+    cropped = cache_source(folder, name="b", extract=extract, full_frame=False, size=SIZE)
+
+    assert full.copy_kinds == ["plain", "geometry"] and full.pooled.shape[0] == 2
+    assert cropped.copy_kinds == ["plain"] and cropped.pooled.shape[0] == 1
 
 
 def test_a_saved_cache_loads_back_the_same(folder: Path, extractor: Any, tmp_path: Path) -> None:
@@ -89,7 +109,7 @@ def test_a_saved_cache_loads_back_the_same(folder: Path, extractor: Any, tmp_pat
     assert back.maps is not None and source.maps is not None
     np.testing.assert_array_equal(back.maps, source.maps)
     assert light.maps is None
-    assert (back.paths, back.full_frame, back.copy_kinds) == (source.paths, False, ["plain", "augment"])
+    assert (back.paths, back.full_frame, back.copy_kinds) == (source.paths, False, ["plain"])
 
 
 def test_the_onnx_extractor_gives_the_keras_features(folder: Path, extractor: Any, tmp_path: Path) -> None:

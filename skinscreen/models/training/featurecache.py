@@ -39,10 +39,11 @@ MAP_LAYER = "block_15_add"
 # 600x450 photo keeps 600 columns, a short-side-224 centre crop 450 of them.
 CROP_WIDTH = 0.75
 # What the copies are: "plain" (the image as scored), "augment" (the recipe's random geometry),
-# "geometry" (centre_squash, then the random geometry). Centre-cropped sources need no geometry
-# copy: for them a geometry copy would be one more augmented copy.
-COPY_KINDS = ("plain", "augment", "geometry")
-CROPPED_KINDS = ("plain", "augment")
+# "geometry" (centre_squash alone). A centre-cropped source needs no geometry copy: it already
+# has the geometry the copy imitates. Every augmented copy costs one more backbone pass per
+# image, the whole price of the cache on shared cores, so the default keeps none.
+COPY_KINDS = ("plain", "geometry")
+CROPPED_KINDS = ("plain",)
 
 # pixels (float32 0..255) -> pooled features and, when cached, the block-15 maps
 Extract = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]
@@ -143,15 +144,16 @@ def cache_source(
     name: str,
     extract: Extract,
     full_frame: bool,
+    kinds: tuple[str, ...] = (),
     recipe: Recipe = DEFAULT,
     seed: int = 0,
     batch_size: int = 32,
     size: int = 224,
 ) -> CachedSource:
-    """Features of every image of `folder/{benign,malignant}`: COPY_KINDS for a full-frame source,
-    CROPPED_KINDS for a centre-cropped one."""
+    """Features of every image of `folder/{benign,malignant}`, one row per copy in `kinds`
+    (default: COPY_KINDS for a full-frame source, CROPPED_KINDS for a centre-cropped one)."""
     files = dataset.list_labelled(folder)
-    kinds = COPY_KINDS if full_frame else CROPPED_KINDS
+    kinds = kinds or (COPY_KINDS if full_frame else CROPPED_KINDS)
     aug = augmenter(recipe, seed=seed)  # one augmenter: its random state moves on with every call
     pooled: list[list[np.ndarray]] = [[] for _ in kinds]
     maps: list[list[np.ndarray]] = [[] for _ in kinds]
@@ -161,7 +163,7 @@ def cache_source(
         for k, kind in enumerate(kinds):
             x = centre_squash(pixels) if kind == "geometry" else pixels
             x = x.astype("float32")
-            if kind != "plain":
+            if kind == "augment":
                 x = np.asarray(aug(x, training=True), dtype="float32")
             feats, fmaps = extract(x)
             pooled[k].append(np.asarray(feats, dtype=np.float16))

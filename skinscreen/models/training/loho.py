@@ -34,7 +34,7 @@ class Lever:
     name: str
     hospitals: str = "all"  # "all": every other hospital; "archives": the shipped model's two only
     weighting: str = "source-share"  # or "hospital-balanced": every hospital weighs the same
-    copies: tuple[str, ...] = ("plain", "augment")  # kinds of cached copy (featurecache.COPY_KINDS)
+    copies: tuple[str, ...] = ("plain",)  # kinds of cached copy (featurecache.COPY_KINDS)
     l2: float = 1e-4
     dropout: float = 0.4
     epochs: int = 30
@@ -65,12 +65,13 @@ def hospital_balanced(labels: np.ndarray, sources: np.ndarray) -> np.ndarray:
 
 def copy_indices(source: CachedSource, kinds: Sequence[str]) -> list[int]:
     """The cache rows for `kinds`, each row used once. A centre-cropped source has no geometry
-    copy (it already has the geometry the copy imitates): its augmented copy stands in."""
+    copy and gets none: it already has the geometry the copy imitates."""
     free = list(enumerate(source.copy_kinds))
     chosen = []
     for kind in kinds:
-        wanted = kind if kind in source.copy_kinds or source.full_frame else "augment"
-        index = next(i for i, (_, k) in enumerate(free) if k == wanted)
+        if kind == "geometry" and not source.full_frame:
+            continue
+        index = next(i for i, (_, k) in enumerate(free) if k == kind)
         chosen.append(free.pop(index)[0])
     return chosen
 
