@@ -119,8 +119,18 @@ def cache_features(
 @click.option("--lever", "levers", multiple=True, help="A candidate (default: all); repeatable.")
 @click.option("--seeds", type=int, default=3, show_default=True, help="Seeds 0..N-1 per candidate.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="JSON file for every figure.")
+@click.option(
+    "--backbone-weights",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="ImageNet MobileNetV2 no-top weights (.h5), for the candidates that fine-tune the upper blocks.",
+)
 def leave_one_out(
-    cache: Path, hospitals: tuple[str, ...], levers: tuple[str, ...], seeds: int, out: Path | None
+    cache: Path,
+    hospitals: tuple[str, ...],
+    levers: tuple[str, ...],
+    seeds: int,
+    out: Path | None,
+    backbone_weights: Path | None,
 ) -> None:
     """Score candidate recipes by leaving each hospital out in turn (the rule in docs/hospitals.md)."""
     from skinscreen.models.training.featurecache import load_source
@@ -130,8 +140,13 @@ def leave_one_out(
     unknown = set(levers) - set(LEVERS)
     if unknown:
         raise click.UsageError(f"unknown lever(s) {sorted(unknown)}; known: {sorted(LEVERS)}")
-    sources = [load_source(cache, name) for name in hospitals]
-    results = [run(sources, lever=LEVERS[name], seeds=list(range(seeds))) for name in (levers or LEVERS)]
+    chosen = [LEVERS[name] for name in (levers or LEVERS)]
+    maps = any(lever.stage == "upper" for lever in chosen)
+    sources = [load_source(cache, name, maps=maps) for name in hospitals]
+    results = [
+        run(sources, lever=lever, seeds=list(range(seeds)), backbone_weights=backbone_weights)
+        for lever in chosen
+    ]
     if out is not None:
         out.write_text(json.dumps(results, indent=1) + "\n")
     click.echo(render_results(results), nl=False)

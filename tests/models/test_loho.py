@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -150,3 +151,27 @@ def test_the_command_refuses_an_unknown_candidate(tmp_path: Path) -> None:
 
     assert result.exit_code != 0
     assert "unknown lever" in result.output
+
+
+def with_maps(cached: CachedSource) -> CachedSource:
+    """The source with block-15 activations (7x7x160) whose channel 0 carries the label."""
+    rng = np.random.default_rng(0)
+    maps = rng.normal(0, 1, (cached.pooled.shape[0], len(cached.labels), 7, 7, 160))
+    maps[..., 0] += 3 * cached.labels[None, :, None, None]
+    return replace(cached, maps=maps.astype(np.float16))
+
+
+def test_an_upper_candidate_fine_tunes_on_the_cached_maps_of_every_fold() -> None:
+    archives = [with_maps(source(name, n=12, malignant=6, seed=i)) for i, name in enumerate(NAMES[:2])]
+
+    result = leave_one_out(archives, lever=LEVERS["two-hospital-upper"], seeds=[0])
+
+    assert result["folds"]["skin-cancer-mvb"]["trained_on"] == ["skin-cancer-bcn"]
+    assert all(0.0 <= f["roc_auc"][0] <= 1.0 for f in result["folds"].values())
+
+
+def test_an_upper_candidate_refuses_a_cache_loaded_without_maps() -> None:
+    archives = [source(name, n=12, malignant=6, seed=i) for i, name in enumerate(NAMES[:2])]
+
+    with pytest.raises(ValueError, match="without its block-15 maps"):
+        leave_one_out(archives, lever=LEVERS["two-hospital-upper"], seeds=[0])

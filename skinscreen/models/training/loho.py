@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,11 @@ class Lever:
     l2: float = 1e-4
     dropout: float = 0.4
     epochs: int = 30
+    # "head": the head alone on pooled features; "upper": block 16, Conv_1 and the head on the
+    # cached block-15 activations (upper.py), `upper_epochs` epochs at `upper_lr`
+    stage: str = "head"
+    upper_epochs: int = 3
+    upper_lr: float = 3e-4
 
 
 LEVERS = {
@@ -48,6 +54,8 @@ LEVERS = {
         Lever("four-balanced", weighting="hospital-balanced"),
         Lever("four-balanced-geometry", weighting="hospital-balanced", copies=("plain", "geometry")),
         Lever("four-balanced-l2", weighting="hospital-balanced", l2=1e-2),
+        Lever("two-hospital-upper", hospitals="archives", stage="upper"),
+        Lever("four-balanced-upper", weighting="hospital-balanced", stage="upper"),
     )
 }
 
@@ -79,11 +87,15 @@ def copy_indices(source: CachedSource, kinds: Sequence[str]) -> list[int]:
 def training_rows(
     sources: Sequence[CachedSource], *, lever: Lever
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Features, labels and weights of every training copy of `sources` under `lever`."""
+    """Features (pooled, or block-15 maps for the upper stage), labels and weights of every
+    training copy of `sources` under `lever`."""
     xs, ys, names = [], [], []
     for source in sources:
+        features = source.pooled if lever.stage == "head" else source.maps
+        if features is None:
+            raise ValueError(f"{source.name}: the cache was loaded without its block-15 maps")
         for k in copy_indices(source, lever.copies):
-            xs.append(source.pooled[k].astype("float32"))
+            xs.append(features[k] if lever.stage == "upper" else features[k].astype("float32"))
             ys.append(source.labels)
             names.append(np.full(len(source.labels), source.name))
     y, where = np.concatenate(ys), np.concatenate(names)
@@ -155,7 +167,36 @@ def trained_on(lever: Lever, *, held_out: str, names: Sequence[str]) -> list[str
     return [n for n in names if n in pool and n != held_out]
 
 
-def leave_one_out(sources: Sequence[CachedSource], *, lever: Lever, seeds: Sequence[int]) -> dict[str, Any]:
+def _fit_and_score(
+    x: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    test: CachedSource,
+    *,
+    lever: Lever,
+    seed: int,
+    backbone_weights: Path | None,
+) -> float:
+    """Train one fold's model and return its ROC AUC on the held-out hospital (copy 0)."""
+    if lever.stage == "upper":
+        from skinscreen.models.training.upper import build_upper, fit_upper, predict_upper
+
+        if test.maps is None:
+            raise ValueError(f"{test.name}: the cache was loaded without its block-15 maps")
+        model = build_upper(backbone_weights=backbone_weights, dropout=lever.dropout, seed=seed)
+        fit_upper(model, x, y, w, epochs=lever.upper_epochs, lr=lever.upper_lr, seed=seed)
+        return roc_auc(test.labels.astype(bool), predict_upper(model, test.maps[0]))
+    head = fit_head(x, y, w, seed=seed, epochs=lever.epochs, dropout=lever.dropout, l2=lever.l2)
+    return roc_auc(test.labels.astype(bool), head.predict(test.pooled[0]))
+
+
+def leave_one_out(
+    sources: Sequence[CachedSource],
+    *,
+    lever: Lever,
+    seeds: Sequence[int],
+    backbone_weights: Path | None = None,
+) -> dict[str, Any]:
     """Held-out ROC AUC per fold and seed, the per-seed mean (the score), and the seconds it took."""
     started = time.monotonic()
     names = [s.name for s in sources]
@@ -165,10 +206,10 @@ def leave_one_out(sources: Sequence[CachedSource], *, lever: Lever, seeds: Seque
         train_names = trained_on(lever, held_out=held, names=names)
         x, y, w = training_rows([by_name[n] for n in train_names], lever=lever)
         test = by_name[held]
-        aucs = []
-        for seed in seeds:
-            head = fit_head(x, y, w, seed=seed, epochs=lever.epochs, dropout=lever.dropout, l2=lever.l2)
-            aucs.append(roc_auc(test.labels.astype(bool), head.predict(test.pooled[0])))
+        aucs = [
+            _fit_and_score(x, y, w, test, lever=lever, seed=seed, backbone_weights=backbone_weights)
+            for seed in seeds
+        ]
         folds[held] = {"trained_on": train_names, "roc_auc": aucs}
         logger.info("%s, %s held out: AUC %s", lever.name, held, [round(a, 4) for a in aucs])
     scores = [float(np.mean([folds[h]["roc_auc"][i] for h in names])) for i in range(len(seeds))]
