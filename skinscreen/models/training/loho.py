@@ -56,6 +56,8 @@ LEVERS = {
         Lever("four-balanced-l2", weighting="hospital-balanced", l2=1e-2),
         Lever("two-hospital-upper", hospitals="archives", stage="upper"),
         Lever("four-balanced-upper", weighting="hospital-balanced", stage="upper"),
+        Lever("four-hospital-upper", stage="upper"),
+        Lever("four-hospital-geometry-upper", copies=("plain", "geometry"), stage="upper"),
     )
 }
 
