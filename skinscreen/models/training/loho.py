@@ -54,6 +54,7 @@ LEVERS = {
         Lever("four-balanced", weighting="hospital-balanced"),
         Lever("four-balanced-geometry", weighting="hospital-balanced", copies=("plain", "geometry")),
         Lever("four-balanced-l2", weighting="hospital-balanced", l2=1e-2),
+        Lever("four-hospital-geometry", copies=("plain", "geometry")),
         Lever("two-hospital-upper", hospitals="archives", stage="upper"),
         Lever("four-balanced-upper", weighting="hospital-balanced", stage="upper"),
         Lever("four-hospital-upper", stage="upper"),
