@@ -2,18 +2,18 @@
 
 A candidate recipe that fine-tunes the whole network costs about 45 minutes on two cores, so
 recipes could only be compared one seed at a time. Most of that time is spent recomputing the
-frozen ImageNet backbone's activations. Here they are computed once per hospital, for a few
-augmented copies of every image, and kept in float16 on disk:
+frozen ImageNet backbone's activations. Here they are computed once per hospital, for one or
+more copies of every image, and kept in float16 on disk:
 
 - `pooled`: the backbone's global-average-pooled output (N copies x images x 1280), what a head
   trains on;
 - `maps` (optional): the activations after block 15 (7x7x160 at 224 px), from which block 16,
   the last 1x1 convolution and the head can be fine-tuned without touching the lower blocks.
 
-Copy 0 is the image as scored; the others pass through the recipe's random augmentation
-(flips, rotation, zoom, shift). The geometry copy first applies `centre_squash` to full-frame
-images: the HAM10000 sets are centre crops (short side resized, sides cut off), the other sets
-full-frame squashes, and a lesion there looks 1.34 times wider. The cache is a training aid only:
+Copy 0 is the image as scored. The geometry copy applies `centre_squash` to a full-frame image:
+the HAM10000 sets are centre crops (short side resized, sides cut off), the other sets full-frame
+squashes, and a lesion there looks 1.34 times wider. An "augment" copy (only when asked for)
+passes through the recipe's random flips, rotation, zoom and shift. The cache is a training aid only:
 never a shipped file, never in the repository.
 """
 
