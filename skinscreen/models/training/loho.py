@@ -4,8 +4,10 @@ Each recipe is trained once per fold (every hospital left out in turn) and score
 held-out hospital, copy 0 (the image as scored), one pass. A recipe's score for a seed is the mean
 of its held-out ROC AUCs; the keep rule compares means over seeds against the seed spread.
 
-The head here is the shipped network's (dropout, then one sigmoid unit) trained on the frozen
+A "head" candidate trains the shipped network's head (dropout, then one sigmoid unit) on the frozen
 backbone's pooled features with plain numpy: seconds per fold, so every recipe gets several seeds.
+An "upper" candidate fine-tunes block 16 and the last 1x1 convolution with it on the cached
+block-15 activations (upper.py): about a minute per fold, seed and epoch on two shared cores.
 """
 
 from __future__ import annotations
