@@ -61,6 +61,8 @@ LEVERS = {
         Lever("four-balanced-upper", weighting="hospital-balanced", stage="upper"),
         Lever("four-hospital-upper", stage="upper"),
         Lever("four-hospital-geometry-upper", copies=("plain", "geometry"), stage="upper"),
+        Lever("two-hospital-upper2", hospitals="archives", stage="upper", upper_epochs=2),
+        Lever("four-hospital-upper2", stage="upper", upper_epochs=2),
     )
 }
 
