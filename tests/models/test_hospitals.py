@@ -17,6 +17,7 @@ from skinscreen.models.training.hospitals import (
     evaluate_hospitals,
     hospital_name,
     read_diagnoses,
+    render_table,
 )
 from tests.conftest import DATA, SHARED
 
@@ -216,3 +217,24 @@ def test_the_command_refuses_to_run_without_a_folder() -> None:
 
     assert result.exit_code != 0
     assert "at least one labelled folder" in result.output
+
+
+def test_an_unreadable_file_is_counted_and_left_out_of_the_figures(
+    sets: dict[str, Path], tiny_model: Path, tmp_path: Path
+) -> None:
+    from skinscreen.models.classifier import load_classifier
+
+    folder = Path(shutil.copytree(sets["ph2"], tmp_path / "ph2"))
+    (folder / "benign" / "bad.jpg").write_bytes(b"")
+    classifier = load_classifier(tiny_model, backend="onnx", threads=1)
+
+    result = evaluate_hospitals([HospitalSet(folder)], classifier=classifier, progress=False)
+    row = result["hospitals"][0]
+
+    assert row["unreadable"] == 1
+    assert [u["path"] for u in row["unreadable_files"]] == ["benign/bad.jpg"]
+    assert (
+        "Unreadable files, not scored (each listed with its reason in hospitals.json): ph2 1."
+        in render_table(result)
+    )
+    assert (row["n"], row["n_benign"], row["n_malignant"]) == (5, 3, 2)

@@ -110,6 +110,7 @@ def hospital_row(
         "intervals_95": bootstrap_intervals(scored.labels, scored.probs, threshold=threshold),
         "sensitivity_by_group": group_sensitivity(scored, root=root, diagnoses=read_diagnoses(root)),
         "unreadable": len(scored.unreadable),
+        "unreadable_files": scored.unreadable,
     }
 
 
@@ -187,4 +188,12 @@ def render_table(result: dict[str, Any]) -> str:
             *(_group_cell(row, g) for g in GROUPS),
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    skipped = [f"{r['hospital']} {r['unreadable']}" for r in result["hospitals"] if r["unreadable"]]
+    if skipped:  # never silently: a file that could not be read is not in n
+        lines += [
+            "",
+            "Unreadable files, not scored (each listed with its reason in hospitals.json): "
+            + ", ".join(skipped)
+            + ".",
+        ]
     return "\n".join(lines) + "\n"
