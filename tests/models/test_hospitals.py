@@ -234,7 +234,7 @@ def test_an_unreadable_file_is_counted_and_left_out_of_the_figures(
     assert row["unreadable"] == 1
     assert [u["path"] for u in row["unreadable_files"]] == ["benign/bad.jpg"]
     assert (
-        "Unreadable files, not scored (each listed with its reason in hospitals.json): ph2 1."
+        "Unreadable files, not scored (with --out, each is listed with its reason in hospitals.json): ph2 1."
         in render_table(result)
     )
     assert (row["n"], row["n_benign"], row["n_malignant"]) == (5, 3, 2)

@@ -192,7 +192,7 @@ def render_table(result: dict[str, Any]) -> str:
     if skipped:  # never silently: a file that could not be read is not in n
         lines += [
             "",
-            "Unreadable files, not scored (each listed with its reason in hospitals.json): "
+            "Unreadable files, not scored (with --out, each is listed with its reason in hospitals.json): "
             + ", ".join(skipped)
             + ".",
         ]
