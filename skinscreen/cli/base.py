@@ -63,6 +63,7 @@ COMMAND_MODULES = {
     **dict.fromkeys(["predict", "evaluate"], "model_commands"),
     **dict.fromkeys(["train", "export", "quantize"], "training_commands"),
     "bench": "bench_commands",
+    **dict.fromkeys(["evaluate-hospitals", "cache-features", "leave-one-out"], "hospital_commands"),
     **dict.fromkeys(["serve", "users", "reviews"], "review_commands"),
     **dict.fromkeys(["sites", "calibrate", "model-reference"], "site_commands"),
     **dict.fromkeys(["models", "rescore", "purge"], "ops_commands"),
