@@ -184,6 +184,10 @@ def build_world(root: Path, model: Path, sources: dict[str, list[Path]]) -> Worl
     return world
 
 
+METRICS_TOKEN = "ops-test-metrics-token-0123456789"
+"""The review server's /metrics token in these tests (without one it answers 401)."""
+
+
 @contextmanager
 def review_client(world: World, model: Path) -> Iterator[tuple[TestClient, dict[str, str]]]:
     """The review app over the world's database, signed in as alice (page session and API token)."""
@@ -192,6 +196,7 @@ def review_client(world: World, model: Path) -> Iterator[tuple[TestClient, dict[
         secret_key=SecretStr("ops-test-secret-key-0123456789abcdefghijkl"),
         heatmap_dir=world.root / "heatmaps",
         model=str(model),
+        metrics_token=SecretStr(METRICS_TOKEN),
     )
     with TestClient(create_app(settings)) as client:
         form = client.get("/login").text

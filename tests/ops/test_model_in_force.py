@@ -27,7 +27,7 @@ from skinscreen.ops.promotion import promote
 from skinscreen.review.passwords import hash_password
 from skinscreen.worker.in_force import RETRY_SECONDS, ModelInForce
 from tests.conftest import copy_images, dataset_images
-from tests.ops.conftest import PASSWORD, World, invoke, review_client
+from tests.ops.conftest import METRICS_TOKEN, PASSWORD, World, invoke, review_client
 from tests.worker.pipeline import Process, cli, env_for, image_rows, predict_by_sha, sha256, wait_for
 
 Sessions = sessionmaker[Session]
@@ -149,10 +149,11 @@ def test_the_review_server_s_metrics_and_site_pages_follow_the_promotion(world: 
     with review_client(world, Path(world.env["SKINSCREEN_MODEL"])) as (client, _):
         token = client.post("/api/token", data={"username": "root", "password": PASSWORD}).json()
         headers = {"Authorization": f"Bearer {token['access_token']}"}
-        before = _model_info(client.get("/metrics").text)
+        scrape = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+        before = _model_info(client.get("/metrics", headers=scrape).text)
         sites_before = client.get("/api/sites", headers=headers).json()
         world.cli("models", "promote", "tiny-b", "--force")
-        after = _model_info(client.get("/metrics").text)
+        after = _model_info(client.get("/metrics", headers=scrape).text)
         sites_after = client.get("/api/sites", headers=headers).json()
         drift_after = client.get("/api/drift", headers=headers).json()
     assert (before, after) == ("tiny-test", "tiny-b")
