@@ -42,40 +42,29 @@ def authenticate(
         started = throttle.begin(name=username, address=client)
     except ThrottledError as exc:
         logger.warning("sign-in throttled (%s attempt from %s)", via, client)
-        record(
-            session,
-            account_id=account.id if account else None,
-            action=Action.login_throttled,
-            detail=via,
-            client=client,
-        )
-        session.commit()
+        _record_refusal(session, account, Action.login_throttled, detail=via, client=client)
         raise _too_many(exc.retry_after) from exc
     known = account if account is not None and account.active else None
     try:
         matches = verify_password(known.password_hash if known else None, password)
     except HashingBusyError as exc:
-        record(
-            session,
-            account_id=account.id if account else None,
-            action=Action.login_throttled,
-            detail=f"{via}, password checks busy",
-            client=client,
+        _record_refusal(
+            session, account, Action.login_throttled, detail=f"{via}, password checks busy", client=client
         )
-        session.commit()
         raise _too_many(1) from exc
     if known is None or not matches:
-        record(
-            session,
-            account_id=account.id if account else None,
-            action=Action.login_failed,
-            detail=via,
-            client=client,
-        )
-        session.commit()
+        _record_refusal(session, account, Action.login_failed, detail=via, client=client)
         return None
     throttle.succeeded(name=username, address=client, started=started)
     return known
+
+
+def _record_refusal(
+    session: Session, account: Account | None, action: Action, *, detail: str, client: str | None
+) -> None:
+    """A refused sign-in in the audit trail, committed at once: the refusal itself raises or returns."""
+    record(session, account_id=account.id if account else None, action=action, detail=detail, client=client)
+    session.commit()
 
 
 def _too_many(retry_after: int) -> HTTPException:
