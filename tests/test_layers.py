@@ -19,7 +19,19 @@ PACKAGE = Path(skinscreen.__file__).parent
 LEAVES = ("config", "errors", "flagging", "tasknames", "results", "counts")
 """Modules below every layer: they import nothing of the package."""
 
-SERVING = ("db", "models", "sites", "worker", "review", "ops", "dicomnet", "ingest", "runner", "scoredfile", *LEAVES)
+SERVING = (
+    "db",
+    "models",
+    "sites",
+    "worker",
+    "review",
+    "ops",
+    "dicomnet",
+    "ingest",
+    "runner",
+    "scoredfile",
+    *LEAVES,
+)
 """Code a worker, the review server, sites, ops or dicomnet runs: no training code (`models.training`)."""
 
 
