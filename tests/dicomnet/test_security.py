@@ -24,46 +24,23 @@ from pydicom.filewriter import write_file_meta_info
 from pynetdicom import AE, _config
 from sqlalchemy import select
 
-from skinscreen.checksum import sha256_file
 from skinscreen.cli import cli
 from skinscreen.config import MAX_FILE_BYTES, Settings
-from skinscreen.db import accounts, exports, migrate, queries, verdicts
+from skinscreen.db import accounts, exports, migrate, verdicts
 from skinscreen.db.session import make_engine, make_session_factory, session_scope
 from skinscreen.db.tables import DicomExport, ExportState, Image, Role, Verdict, utcnow
 from skinscreen.dicomnet.listener import Listener
 from skinscreen.dicomnet.sender import LEASE, send_due
 from skinscreen.errors import UnreadableImageError
 from skinscreen.images import read_image
-from skinscreen.results import DicomInfo, FileScore
 from tests.dicom_factory import CT_IMAGE_SOP, make_dicom
 from tests.dicomnet.test_dicom_network import _accepts, free_port, storescp
-from tests.dicomnet.test_units import NoGradCam
+from tests.dicomnet.test_units import NoGradCam, score
 from tests.worker.pipeline import Process, env_for, wait_for
 
 SOURCE = Path(__file__).resolve().parents[1] / "data" / "isic_test_malignant_13.jpg"
 BATCH = Path("inbox") / "CAM" / "20240115"
 VERIFICATION = "1.2.840.10008.1.1"
-
-
-def score(sessions: Any, path: Path, *, probability: float = 0.8, audit_fraction: float = 0.0) -> int:
-    """Register `path` (in `<inbox>/<site>/<date>/`) as ingest does, with its real size and sha256,
-    and store a v1 score for it."""
-    ds = pydicom.dcmread(path)
-    with session_scope(sessions) as session:
-        image_id, _ = queries.register_file(
-            session,
-            path=str(path),
-            size=path.stat().st_size,
-            mtime_ns=1,
-            sha256=sha256_file(path),
-            site=path.parent.parent.name,
-            folder=str(path.parent),
-        )
-        dicom = DicomInfo(study_uid=ds.StudyInstanceUID, sop_uid=ds.SOPInstanceUID)
-        flagged = probability >= 0.5
-        result = FileScore(path, probability, flagged, 0.5, None, "dicom", dicom)
-        queries.save_scores(session, {image_id: result}, model_version="v1", audit_fraction=audit_fraction)
-    return image_id
 
 
 @pytest.fixture

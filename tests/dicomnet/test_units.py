@@ -128,26 +128,34 @@ def accept_edit(sessions: Any, image_id: int, path: Path) -> None:
         image.sha256, image.size = sha256_file(path), path.stat().st_size
 
 
+def score(sessions: Any, path: Path, *, probability: float = 0.8, audit_fraction: float = 0.0) -> int:
+    """Register `path` (in `<inbox>/<site>/<date>/`) as ingest does, with its real size and sha256,
+    and store a v1 score for it."""
+    ds = pydicom.dcmread(path)
+    with session_scope(sessions) as session:
+        image_id, _ = queries.register_file(
+            session,
+            path=str(path),
+            size=path.stat().st_size,
+            mtime_ns=1,
+            sha256=sha256_file(path),
+            site=path.parent.parent.name,
+            folder=str(path.parent),
+        )
+        dicom = DicomInfo(study_uid=ds.StudyInstanceUID, sop_uid=ds.SOPInstanceUID)
+        flagged = probability >= 0.5
+        result = FileScore(path, probability, flagged, 0.5, None, "dicom", dicom)
+        queries.save_scores(session, {image_id: result}, model_version="v1", audit_fraction=audit_fraction)
+    return image_id
+
+
 @pytest.fixture
 def scored_dicom(tmp_path: Path) -> tuple[Any, Path, int]:
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     migrate.upgrade(url)
     sessions = make_session_factory(make_engine(url))
     src = make_dicom(SOURCE, tmp_path / "inbox" / "CAM" / "20240115" / "one.dcm", syntax="explicit_le")
-    ds = pydicom.dcmread(src)
-    with session_scope(sessions) as session:
-        image_id, _ = queries.register_file(
-            session,
-            path=str(src),
-            size=src.stat().st_size,
-            mtime_ns=1,
-            sha256=sha256_file(src),
-            site="CAM",
-            folder=str(src.parent),
-        )
-        dicom = DicomInfo(study_uid=ds.StudyInstanceUID, sop_uid=ds.SOPInstanceUID)
-        score = FileScore(src, 0.8, True, 0.5, None, "dicom", dicom)
-        queries.save_scores(session, {image_id: score}, model_version="v1")
+    image_id = score(sessions, src)
     return sessions, src, image_id
 
 
