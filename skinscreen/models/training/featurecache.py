@@ -47,13 +47,14 @@ CROPPED_KINDS = ("plain",)
 
 # pixels (float32 0..255) -> pooled features and, when cached, the block-15 maps
 Extract = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]
-_SPLITS = {"train", "test", "validation", "val"}
+SPLITS = {"train", "test", "validation", "val"}
+"""Folder names of a split inside a hospital's folder (`skin-cancer-mvb/train`)."""
 
 
 def source_name(folder: Path) -> str:
     """A hospital's name from its folder: the parent's name for a split (`skin-cancer-mvb/train`)."""
     folder = folder.resolve()
-    return folder.parent.name if folder.name in _SPLITS else folder.name
+    return folder.parent.name if folder.name in SPLITS else folder.name
 
 
 def centre_squash(batch: np.ndarray, *, width: float = CROP_WIDTH) -> np.ndarray:
@@ -71,18 +72,25 @@ def centre_squash(batch: np.ndarray, *, width: float = CROP_WIDTH) -> np.ndarray
     return out
 
 
+def backbone(*, backbone_weights: Path | None, size: int = 224, alpha: float = 1.0) -> Any:
+    """MobileNetV2 without its top: ImageNet weights from `backbone_weights`, else random (no download)."""
+    import keras
+
+    return keras.applications.MobileNetV2(
+        input_shape=(size, size, 3),
+        alpha=alpha,
+        include_top=False,
+        weights=str(backbone_weights) if backbone_weights else None,
+    )
+
+
 def build_extractor(
     *, backbone_weights: Path | None, size: int = 224, alpha: float = 1.0, maps: bool = True
 ) -> Any:
     """The frozen ImageNet MobileNetV2 over 0..255 pixels -> [pooled (1280), block-15 maps]."""
     import keras
 
-    base = keras.applications.MobileNetV2(
-        input_shape=(size, size, 3),
-        alpha=alpha,
-        include_top=False,
-        weights=str(backbone_weights) if backbone_weights else None,
-    )
+    base = backbone(backbone_weights=backbone_weights, size=size, alpha=alpha)
     inputs = keras.Input((size, size, 3), name="pixels")
     x = keras.layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
     inner = keras.Model(base.input, [base.get_layer(MAP_LAYER).output, base.output])

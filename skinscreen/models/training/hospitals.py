@@ -22,14 +22,14 @@ from typing import Any
 
 from skinscreen.models.classifier import Scorer
 from skinscreen.models.training import dataset, metrics
-from skinscreen.models.training.evaluate import Scored, score_labelled
+from skinscreen.models.training.evaluate import Scored, score_labelled, write_predictions
+from skinscreen.models.training.featurecache import SPLITS
 from skinscreen.models.training.intervals import bootstrap_intervals, format_interval
 
 logger = logging.getLogger(__name__)
 
 GROUPS = ("melanoma", "bcc/akiec", "other")
 _GROUP_OF = {"mel": "melanoma", "melanoma": "melanoma", "bcc": "bcc/akiec", "akiec": "bcc/akiec"}
-_SPLITS = {"train", "test", "validation", "val"}
 
 
 def diagnosis_group(diagnosis: str) -> str:
@@ -56,7 +56,7 @@ def read_diagnoses(folder: Path) -> dict[str, str] | None:
 def hospital_name(folder: Path) -> str:
     """The set's folder name, with its parent's for a split (`skin-cancer-mvb/test`)."""
     folder = folder.resolve()
-    return f"{folder.parent.name}/{folder.name}" if folder.name in _SPLITS else folder.name
+    return f"{folder.parent.name}/{folder.name}" if folder.name in SPLITS else folder.name
 
 
 def group_sensitivity(
@@ -78,9 +78,7 @@ def group_sensitivity(
         group = "unlisted" if dx is None else diagnosis_group(dx)
         counts[group][0] += 1
         counts[group][1] += int(flagged)
-    return {
-        g: {"n": n, "flagged": k, "sensitivity": k / n if n else None} for g, (n, k) in counts.items() if n
-    }
+    return {g: {"n": n, "flagged": k, "sensitivity": k / n} for g, (n, k) in counts.items() if n}
 
 
 @dataclass(frozen=True)
@@ -142,8 +140,6 @@ def evaluate_hospitals(
             rows[-1]["roc_auc"],
         )
         if out is not None:
-            from skinscreen.models.training.evaluate import write_predictions
-
             out.mkdir(parents=True, exist_ok=True)
             write_predictions(
                 scored, root=item.folder, path=out / f"{name.replace('/', '-')}.predictions.csv"

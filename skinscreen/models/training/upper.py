@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from skinscreen.models.training.featurecache import MAP_LAYER
+from skinscreen.models.training.featurecache import MAP_LAYER, backbone
 
 
 def build_upper(
@@ -23,12 +23,7 @@ def build_upper(
     import keras
 
     keras.utils.set_random_seed(seed)
-    base = keras.applications.MobileNetV2(
-        input_shape=(size, size, 3),
-        alpha=alpha,
-        include_top=False,
-        weights=str(backbone_weights) if backbone_weights else None,
-    )
+    base = backbone(backbone_weights=backbone_weights, size=size, alpha=alpha)
     inner = keras.Model(base.get_layer(MAP_LAYER).output, base.output, name="upper_blocks")
     for layer in inner.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
