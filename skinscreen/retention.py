@@ -26,12 +26,12 @@ from typing import Any
 from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session
 
+from skinscreen import scoredfile
 from skinscreen.checksum import sha256_file
 from skinscreen.config import Settings
 from skinscreen.db.audit import Action, record
-from skinscreen.db.cases import case_file
 from skinscreen.db.queries import shown_flagged_ids
-from skinscreen.db.tables import Image, Prediction, Review, SeenFile, State, utcnow
+from skinscreen.db.tables import Batch, Image, Prediction, Review, SeenFile, State, utcnow
 from skinscreen.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -115,10 +115,15 @@ def audit_protected_count(session: Session, *, cutoff: datetime) -> int:
 
 def inside_inbox(path: Path, roots: list[Path]) -> bool:
     """Whether `path` is no symlink and, every folder symlink resolved, lies inside one of `roots`."""
-    if path.is_symlink():
-        return False
-    real = Path(os.path.realpath(path))
-    return any(real.is_relative_to(os.path.realpath(root)) for root in roots)
+    return not path.is_symlink() and scoredfile.inside(Path(os.path.realpath(path)), roots)
+
+
+def _batch_roots(session: Session, image_id: int) -> list[Path]:
+    """The inbox the image's batch folder was found in (SKINSCREEN_INBOX unset)."""
+    found = session.execute(
+        select(Batch.folder, Batch.site).join(Image, Image.batch_id == Batch.id).where(Image.id == image_id)
+    ).first()
+    return scoredfile.inbox_roots(found.folder, found.site) if found else []
 
 
 def copies(session: Session, image_id: int, path: str) -> list[Path]:
@@ -148,8 +153,7 @@ def purge(
     report.kept_audit_unreviewed = audit_protected_count(session, cutoff=cutoff)
     heatmaps = settings.heatmap_folder()
     for image_id, path, sha256 in purgeable(session, cutoff=cutoff):
-        found = case_file(session, image_id)
-        roots = list(settings.inbox) or (found.inbox_roots() if found else [])
+        roots = list(settings.inbox) or _batch_roots(session, image_id)
         present = [p for p in copies(session, image_id, path) if p.is_file()]
         outside = [p for p in present if not inside_inbox(p, roots)]
         report.kept_outside_inbox += len(outside)

@@ -40,12 +40,14 @@ def inbox_roots(folder: str | None, site: str | None) -> list[Path]:
     return []
 
 
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.relative_to(Path(os.path.realpath(root)))
-    except ValueError:
-        return False
-    return True
+def roots_of(inboxes: Sequence[Path], folder: str | None, site: str | None) -> list[Path]:
+    """The inboxes a scored file must lie in: SKINSCREEN_INBOX when set, else its batch's inbox."""
+    return list(inboxes) or inbox_roots(folder, site)
+
+
+def inside(real: Path, roots: Sequence[Path]) -> bool:
+    """Whether `real` (a resolved path) lies inside one of `roots` (each resolved here)."""
+    return any(real.is_relative_to(os.path.realpath(root)) for root in roots)
 
 
 def read_scored(path: str, *, size: int, sha256: str, roots: Sequence[Path]) -> bytes:
@@ -54,7 +56,7 @@ def read_scored(path: str, *, size: int, sha256: str, roots: Sequence[Path]) -> 
         real = Path(os.path.realpath(path, strict=True))
     except (OSError, ValueError) as exc:
         raise UnreadableImageError("the file is missing") from exc
-    if not any(_inside(real, root) for root in roots):
+    if not inside(real, roots):
         raise UnreadableImageError(OUTSIDE)
     try:
         fd = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))

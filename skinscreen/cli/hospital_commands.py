@@ -96,7 +96,8 @@ def cache_features(
 ) -> None:
     """Cache the frozen backbone's features of each hospital's labelled folder.
 
-    Two copies per image (as scored, and centre-squashed), one for a centre-cropped hospital. A hospital is named by its folder (`skin-cancer-mvb/train` -> `skin-cancer-mvb`).
+    Two copies per image (as scored, and centre-squashed), one for a centre-cropped hospital.
+    A hospital is named by its folder (`skin-cancer-mvb/train` -> `skin-cancer-mvb`).
     """
     from skinscreen.models.training.featurecache import build_cache, source_name
 

@@ -9,14 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import ColumnElement, Select, and_, case, exists, func, select, update
 from sqlalchemy.orm import Session
 
-from skinscreen import scoredfile
 from skinscreen.db.queries import latest_prediction
 from skinscreen.db.tables import Batch, Image, Prediction, Review, State, as_utc, utcnow
 from skinscreen.db.verdicts import reviews_of
@@ -76,10 +74,6 @@ class CaseFile:
     model_version: str | None
     folder: str | None  # the batch folder: <inbox>/<site>/...
     site: str | None
-
-    def inbox_roots(self) -> list[Path]:
-        """The inbox the case's batch folder was found in (the folder above its site), or none."""
-        return scoredfile.inbox_roots(self.folder, self.site)
 
 
 def _review_counts() -> Any:

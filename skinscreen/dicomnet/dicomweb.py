@@ -92,7 +92,7 @@ def _sequence(body: Any, tag: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _status(code: int | None, what: str) -> str:
+def status_text(code: int | None, what: str) -> str:
     from pynetdicom.status import STORAGE_SERVICE_CLASS_STATUS
 
     if code is None:
@@ -109,10 +109,16 @@ def judge(status_code: int, body: Any, sop_uids: list[str], root: str) -> dict[s
     out: dict[str, Outcome] = {}
     for uid in sop_uids:
         if uid in failed:
-            out[uid] = (ExportState.failed, _status(_reason(failed[uid], FAILURE_REASON), "STOW-RS failure"))
+            out[uid] = (
+                ExportState.failed,
+                status_text(_reason(failed[uid], FAILURE_REASON), "STOW-RS failure"),
+            )
         elif uid in stored:
             warning = _reason(stored[uid], WARNING_REASON)
-            out[uid] = (ExportState.sent, None if warning is None else _status(warning, "STOW-RS warning"))
+            out[uid] = (
+                ExportState.sent,
+                None if warning is None else status_text(warning, "STOW-RS warning"),
+            )
         elif status_code == 200:
             out[uid] = (ExportState.sent, None)
         else:

@@ -124,10 +124,10 @@ class ResultBuilder:
         so a path swapped after scoring must not lend another patient's header to this score.
         A changed file, or a path that now leads out of the inbox, is marked on its case
         (`file_changed_at`, which the case page shows), as the review server does."""
-        batch = session.get(Batch, image.batch_id) if image.batch_id is not None else None
-        roots = list(self.settings.inbox) or (
-            scoredfile.inbox_roots(batch.folder, batch.site) if batch is not None else []
-        )
+        roots = list(self.settings.inbox)
+        if not roots and image.batch_id is not None:
+            batch = session.get(Batch, image.batch_id)
+            roots = scoredfile.roots_of([], batch.folder, batch.site) if batch is not None else []
         try:
             return scoredfile.read_scored(image.path, size=image.size, sha256=image.sha256, roots=roots)
         except FileChangedError:
@@ -225,10 +225,7 @@ def _to_outbox(folder: Path, built: list[_Built]) -> dict[int, tuple[ExportState
 
 
 def _status_text(code: int) -> str:
-    from pynetdicom.status import STORAGE_SERVICE_CLASS_STATUS
-
-    words = STORAGE_SERVICE_CLASS_STATUS.get(code, ("", "unknown status"))[1]
-    return f"peer status 0x{code:04X} ({words})"
+    return dicomweb.status_text(code, "peer status")
 
 
 def _to_peer(text: str, ae_title: str, built: list[_Built]) -> dict[int, tuple[ExportState, str | None]]:

@@ -21,14 +21,9 @@ from skinscreen.errors import FileChangedError, UnreadableImageError
 UNAVAILABLE = "file unavailable"
 
 
-def inbox_roots(case: CaseFile) -> list[Path]:
-    """The inbox a case's batch folder was found in (the folder above its site), or none."""
-    return scoredfile.inbox_roots(case.folder, case.site)
-
-
 def read_case_file(case: CaseFile, *, inboxes: Sequence[Path] = ()) -> bytes:
     """The file's bytes, checked against the boundary, the stored size and the stored sha256."""
-    roots = list(inboxes) or inbox_roots(case)
+    roots = scoredfile.roots_of(inboxes, case.folder, case.site)
     try:
         return scoredfile.read_scored(case.path, size=case.size, sha256=case.sha256, roots=roots)
     except FileChangedError:

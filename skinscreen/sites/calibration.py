@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from skinscreen.db import accounts, sites
 from skinscreen.db.tables import utcnow
 from skinscreen.errors import CalibrationError
-from skinscreen.flagging import flags
+from skinscreen.flagging import flags, is_flagged
 from skinscreen.models.classifier import Scorer
 from skinscreen.models.labelled import LabelledFiles, list_labelled
 from skinscreen.sites import stats
@@ -186,8 +186,7 @@ def cost(session: Session, calibration: Calibration, *, model_threshold: float) 
         )
     site_cases = sites.site_cases(session, site=c.site, model_version=c.model_version)
     redecided = [
-        k.flagged if k.verdict is not None else bool(flags(np.asarray([k.probability]), c.threshold)[0])
-        for k in site_cases
+        k.flagged if k.verdict is not None else is_flagged(k.probability, c.threshold) for k in site_cases
     ]
     return {
         "threshold_in_force": in_force,
