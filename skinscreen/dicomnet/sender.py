@@ -79,6 +79,7 @@ class ResultBuilder:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._heatmaps: Any = None
+        self._cards: dict[str, Any] = {}  # version -> ModelCard: the registry scans every card folder
 
     def _operating_point(self, prediction: Prediction) -> str:
         """The card's threshold rule when the prediction used this model's own threshold, else the
@@ -86,10 +87,13 @@ class ResultBuilder:
         from skinscreen.models.registry import find_model, read_card
 
         s = self.settings
-        try:
-            card = read_card(find_model(prediction.model_version, s.models_folder(), default=s.model))
-        except Exception:  # no model here: say what the threshold is
-            return f"threshold {prediction.threshold:.4f}"
+        card = self._cards.get(prediction.model_version)
+        if card is None:
+            try:
+                card = read_card(find_model(prediction.model_version, s.models_folder(), default=s.model))
+            except Exception:  # no model here (not kept: one installed later is found): say the threshold
+                return f"threshold {prediction.threshold:.4f}"
+            self._cards[prediction.model_version] = card
         if prediction.model_version == card.version and math.isclose(prediction.threshold, card.threshold):
             rule = card.data.get("threshold_rule")
             if rule:
