@@ -108,8 +108,10 @@ def shown_on_a_page(
     case = select(AuditEvent.id).where(*mine, AuditEvent.action == Action.case_view.value)
     if session.execute(case.where(AuditEvent.image_id == image_id).limit(1)).first() is not None:
         return True
-    queues = session.execute(
-        select(AuditEvent.detail).where(*mine, AuditEvent.action == Action.queue_view.value)
+    queues = session.execute(  # the LIKE only narrows the rows parsed; the JSON decides
+        select(AuditEvent.detail).where(
+            *mine, AuditEvent.action == Action.queue_view.value, AuditEvent.detail.like(f"%{image_id}%")
+        )
     )
     return any(image_id in json.loads(detail or "{}").get("cases", []) for (detail,) in queues)
 
